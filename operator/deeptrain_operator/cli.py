@@ -1,0 +1,109 @@
+"""`deeptrain`: the command line. Each command is a thin shell over a module that does the work.
+
+Torch is imported only by the commands that train or predict, so the operator image (no torch) can
+still run `deeptrain crds` and `deeptrain validate`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="deeptrain: typed deep training on Kubernetes, and the same trainer on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Example datasets built from images and text that ship inside installed packages.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@app.command()
+def crds() -> None:
+    """Print the CustomResourceDefinitions generated from the API models (what crds/ holds)."""
+    from deeptrain_operator.api.crdgen import render_crds
+
+    typer.echo(render_crds(), nl=False)
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(..., help="Manifests (YAML, one or more documents each).")) -> None:
+    """Check manifests with the CRD schema, its CEL rules and the template catalog; exit 1 naming the field."""
+    from deeptrain_operator.api.manifests import ManifestError, load_objects
+
+    failed = False
+    for path in files:
+        try:
+            objects = load_objects(path)
+        except ManifestError as error:
+            typer.echo(f"{path}: {error}", err=True)
+            failed = True
+            continue
+        for obj in objects:
+            typer.echo(f"{path}: {obj.kind}/{obj.metadata.name} is valid")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def run(
+    job_file: Path = typer.Argument(..., help="A DeepTrainingJob manifest."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output directory (default: the manifest's output.uri)."),
+    nproc: int | None = typer.Option(None, "--nproc", "-n", min=1, help="Processes (default: the job's nprocPerNode, auto = GPUs or 2 on CPU)."),
+) -> None:
+    """Train a DeepTrainingJob on this machine with torchrun: same validation, same trainer config as the cluster."""
+    from deeptrain_operator.api.manifests import ManifestError, load_job
+    from deeptrain_operator.trainer_config import build_trainer_config
+    from deeptrain_trainer.launcher import run_local
+
+    try:
+        job = load_job(job_file)
+    except ManifestError as error:
+        typer.echo(f"{job_file}: {error}", err=True)
+        raise typer.Exit(1) from None
+    config = build_trainer_config(job, output_uri=output.resolve().as_uri() if output else None, local=True)
+    raise typer.Exit(run_local(config, nproc=nproc))
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="A trained model directory (model.safetensors + model.json)."),
+    inputs: list[str] = typer.Argument(..., help="Image files, or text when the model is a text classifier."),
+    save: Path | None = typer.Option(None, "--save", help="Write annotated images / heatmaps / masks here."),
+) -> None:
+    """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores)."""
+    from deeptrain_trainer.inference import load_model
+
+    model = load_model(model_dir)
+    results = model.predict(inputs, save_dir=save)
+    json.dump(results, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the example datasets `deeptrain data make` can write."""
+    from deeptrain_trainer.datasets import DATASETS
+
+    for name, maker in DATASETS.items():
+        typer.echo(f"{name:28s} {maker.description}")
+
+
+@data_app.command("make")
+def data_make(
+    name: str = typer.Argument(..., help="Dataset name (see `deeptrain data list`)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to write."),
+) -> None:
+    """Write an example dataset, deterministically, in a format the trainer reads."""
+    from deeptrain_trainer.datasets import make_dataset
+
+    summary = make_dataset(name, output)
+    typer.echo(summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
