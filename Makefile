@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` trains a real model on this machine,
+# `make test` runs the whole test suite. Both build .venv from scratch when it is missing
+# and skip the install when it is current (the stamp is newer than pyproject.toml).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deeptrain-installed
+# The CPU build; a plain `torch` requirement would pull the CUDA build (gigabytes).
+TORCH_PIN ?= torch==2.13.0
+EXTRAS ?= operator,trainer,data,dev
+
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: install demo test lint crds clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PIN)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/deeptrain data make digits --output data/digits
+	$(BIN)/deeptrain run examples/visual-classifier.yaml --output runs/visual-classifier
+	$(BIN)/deeptrain predict runs/visual-classifier data/digits-holdout/seven.png
+
+test: $(STAMP)
+	bash hack/install-helm.sh
+	$(BIN)/ruff check operator trainer tests
+	$(BIN)/pytest -q
+
+crds: $(STAMP)
+	$(BIN)/deeptrain crds > /dev/null
+	$(BIN)/python -m deeptrain_operator.api.crdgen --write crds
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator trainer tests
+
+clean-demo:
+	rm -rf data/digits data/digits-holdout runs/visual-classifier
