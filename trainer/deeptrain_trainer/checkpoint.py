@@ -1,0 +1,97 @@
+"""Checkpoints that survive a kill at any instant.
+
+`last.pt` is replaced atomically: the new checkpoint is written to a temporary file and fsynced,
+the current `last.pt` becomes `prev.pt`, and the temporary file is renamed over `last.pt`. Loading
+takes `last.pt` and falls back to `prev.pt` when `last.pt` is missing or unreadable, so a crash
+between any two of these steps still leaves a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .artifacts import writing
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+PREVIOUS = "prev.pt"
+
+
+def config_hash(model_type: str, template: str, template_scale: Mapping[str, float], concepts: list[str]) -> str:
+    """What must match for a checkpoint to be resumed: the architecture and the meaning of its outputs."""
+    identity = {"modelType": model_type, "template": template, "templateScale": dict(template_scale),
+                "concepts": list(concepts)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def capture_rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(directory: Path, state: Mapping[str, Any]) -> Path:
+    """Write `state` as the new last.pt, keeping the one it replaces as prev.pt."""
+    last, previous, tmp = directory / LAST, directory / PREVIOUS, directory / (LAST + ".tmp")
+    with writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            torch.save(dict(state), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if last.exists():
+            os.replace(last, previous)
+        os.replace(tmp, last)
+        _fsync_directory(directory)
+    return last
+
+
+def load_checkpoint(directory: Path) -> dict[str, Any] | None:
+    """The newest complete checkpoint in `directory`, or None when there is none."""
+    for name in (LAST, PREVIOUS):
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # a torn or corrupt file: the older one is still good
+            log.warning("checkpoint %s is unreadable (%s); trying the previous one", path, error)
+    return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the renames themselves durable; not every filesystem allows opening a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

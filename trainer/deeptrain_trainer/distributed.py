@@ -1,0 +1,119 @@
+"""Process group setup from torchrun's env, per-rank seeding and the few collectives the trainer needs.
+
+A world of one (no torchrun, or `--nproc-per-node 1`) runs without a process group: every
+collective below degrades to the identity, so the training loop has a single code path.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def init_distributed(timeout: timedelta = timedelta(minutes=30)) -> DistributedContext:
+    """Join the torchrun gang: nccl when this process has a GPU, gloo otherwise."""
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timeout,
+                                device_id=device if device.type == "cuda" else None)
+    return DistributedContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def shutdown_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def seed_everything(seed: int, rank: int) -> None:
+    """Different augmentation streams per rank, reproducible from the job's seed."""
+    rank_seed = seed * 1000 + rank
+    random.seed(rank_seed)
+    np.random.seed(rank_seed % 2**32)
+    torch.manual_seed(rank_seed)
+
+
+def barrier(ctx: DistributedContext) -> None:
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+def any_rank(ctx: DistributedContext, flag: bool) -> bool:
+    """True on every rank when at least one rank passed True (so all ranks stop at the same step)."""
+    if not ctx.is_distributed:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(ctx))
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def mean_across_ranks(ctx: DistributedContext, value: float) -> float:
+    if not ctx.is_distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=_collective_device(ctx))
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / ctx.world_size
+
+
+def gather_to_main(ctx: DistributedContext, obj: Any) -> list[Any] | None:
+    """Every rank's `obj` on rank 0 (in rank order); None elsewhere."""
+    if not ctx.is_distributed:
+        return [obj]
+    gathered: list[Any] | None = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def all_gather(ctx: DistributedContext, obj: Any) -> list[Any]:
+    if not ctx.is_distributed:
+        return [obj]
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_from_main(ctx: DistributedContext, obj: Any) -> Any:
+    if not ctx.is_distributed:
+        return obj
+    box = [obj if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _collective_device(ctx: DistributedContext) -> torch.device:
+    # nccl only reduces CUDA tensors; gloo only CPU ones.
+    return ctx.device if ctx.is_cuda else torch.device("cpu")

@@ -1,0 +1,51 @@
+"""Segmentation metrics from a pixel confusion matrix: per-class IoU, mean IoU and Dice.
+
+Class 0 is background. The means run over the concepts (classes 1..C) that appear in the ground
+truth or the prediction, so predicting background everywhere scores 0, not the background's IoU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SegmentationEvaluation:
+    summary: dict[str, float]
+    per_concept: dict[str, dict[str, float]]
+
+    def details(self) -> dict[str, Any]:
+        return {"per_concept": self.per_concept}
+
+
+def pixel_confusion(predicted: np.ndarray, truth: np.ndarray, num_classes: int) -> np.ndarray:
+    """[num_classes, num_classes] counts; rows are true classes, columns predicted ones."""
+    predicted = np.asarray(predicted, dtype=np.int64).ravel()
+    truth = np.asarray(truth, dtype=np.int64).ravel()
+    return np.bincount(truth * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def evaluate_segmentation(confusion: np.ndarray, concepts: list[str]) -> SegmentationEvaluation:
+    """`confusion` over background + concepts, as built (and summed over batches) by `pixel_confusion`."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    true_positives = np.diag(confusion)
+    false_positives = confusion.sum(axis=0) - true_positives
+    false_negatives = confusion.sum(axis=1) - true_positives
+    present = (true_positives + false_positives + false_negatives) > 0
+    iou = np.divide(true_positives, true_positives + false_positives + false_negatives,
+                    out=np.zeros_like(true_positives), where=present)
+    dice = np.divide(2 * true_positives, 2 * true_positives + false_positives + false_negatives,
+                     out=np.zeros_like(true_positives), where=present)
+    foreground = [index for index in range(1, len(concepts) + 1) if present[index]]
+    per_concept = {concept: {"iou": float(iou[index]), "dice": float(dice[index])}
+                   for index, concept in enumerate(concepts, start=1) if present[index]}
+    summary = {
+        "mean_iou": float(iou[foreground].mean()) if foreground else 0.0,
+        "dice": float(dice[foreground].mean()) if foreground else 0.0,
+        "background_iou": float(iou[0]),
+        "pixel_accuracy": float(true_positives.sum() / max(1.0, confusion.sum())),
+    }
+    return SegmentationEvaluation(summary=summary, per_concept=per_concept)
