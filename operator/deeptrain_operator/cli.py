@@ -31,6 +31,14 @@ def crds() -> None:
     typer.echo(render_crds(), nl=False)
 
 
+@app.command("catalog")
+def catalog_command() -> None:
+    """Print the model types, templates and hyperparameters (ranges, per-type defaults) as Markdown."""
+    from deeptrain_operator.reference import catalog_markdown
+
+    typer.echo(catalog_markdown(), nl=False)
+
+
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Manifests (YAML, one or more documents each).")) -> None:
     """Check manifests with the CRD schema, its CEL rules and the template catalog; exit 1 naming the field."""

@@ -44,6 +44,11 @@ class Hyperparameter:
     exclusive_minimum: bool = False
     multiple_of: int | None = None
 
+    @property
+    def schema_default(self) -> bool | int | float | None:
+        """The default the CRD schema may carry: only one that is valid for every model type."""
+        return self.default if self.model_types == ALL_MODEL_TYPES else None
+
     def range_text(self) -> str:
         if self.type == "boolean":
             return "true or false"
@@ -87,7 +92,7 @@ class ModelType:
 
 
 _IMAGE_TYPES = frozenset({VISUAL_CLASSIFIER, VISUAL_DETECTOR, VISUAL_EMBEDDER, VISUAL_SEGMENTER, VISUAL_ANOMALY_HEATMAP})
-_ALL_TYPES = _IMAGE_TYPES | {TEXT_CLASSIFIER}
+ALL_MODEL_TYPES = _IMAGE_TYPES | {TEXT_CLASSIFIER}
 _CLASSIFYING_TYPES = frozenset({VISUAL_CLASSIFIER, VISUAL_EMBEDDER, TEXT_CLASSIFIER})
 _DETECTOR = frozenset({VISUAL_DETECTOR})
 
@@ -101,11 +106,11 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         Hyperparameter(
             "base_gradient_multiplier", "number",
             "Multiplier on the learning rate of the backbone (the pre-initialised base); heads use the full rate.",
-            _ALL_TYPES, default=1.0, minimum=0.0, maximum=10.0),
+            ALL_MODEL_TYPES, default=1.0, minimum=0.0, maximum=10.0),
         Hyperparameter(
             "batch_size", "integer",
             "Items per optimizer step, summed over all processes (the global batch).",
-            _ALL_TYPES, minimum=1, maximum=4096),
+            ALL_MODEL_TYPES, minimum=1, maximum=4096),
         Hyperparameter(
             "detection_score_threshold", "number",
             "Only boxes scoring above this threshold are returned at inference.",
@@ -117,7 +122,7 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         Hyperparameter(
             "init_epochs", "integer",
             "Epochs at the initial learning rate before the first step decay.",
-            _ALL_TYPES, default=25, minimum=1, maximum=1000),
+            ALL_MODEL_TYPES, default=25, minimum=1, maximum=1000),
         Hyperparameter(
             "logreg", "boolean",
             "true: independent sigmoid outputs (logistic regression, several concepts per item); "
@@ -126,32 +131,32 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         Hyperparameter(
             "lrate", "number",
             "Learning rate per optimizer step. Give at most one of lrate, per_item_lrate, per_128_lrate.",
-            _ALL_TYPES, minimum=0.0, exclusive_minimum=True, maximum=10.0),
+            ALL_MODEL_TYPES, minimum=0.0, exclusive_minimum=True, maximum=10.0),
         Hyperparameter(
             "num_epochs", "integer",
             "Total number of epochs.",
-            _ALL_TYPES, minimum=1, maximum=1000),
+            ALL_MODEL_TYPES, minimum=1, maximum=1000),
         Hyperparameter(
             "num_items_per_epoch", "integer",
             "Training items per epoch; 0 means the size of the training set.",
-            _ALL_TYPES, default=0, minimum=0, maximum=100_000_000),
+            ALL_MODEL_TYPES, default=0, minimum=0, maximum=100_000_000),
         Hyperparameter(
             "per_128_lrate", "number",
             "Learning rate per 128 items: lrate = per_128_lrate * batch_size / 128.",
-            _ALL_TYPES, minimum=0.0, exclusive_minimum=True, maximum=10.0),
+            ALL_MODEL_TYPES, minimum=0.0, exclusive_minimum=True, maximum=10.0),
         Hyperparameter(
             "per_item_lrate", "number",
             f"Learning rate per item: lrate = batch_size * per_item_lrate (default {DEFAULT_PER_ITEM_LRATE:g} "
             "when no learning rate is given).",
-            _ALL_TYPES, minimum=0.0, exclusive_minimum=True, maximum=1.0),
+            ALL_MODEL_TYPES, minimum=0.0, exclusive_minimum=True, maximum=1.0),
         Hyperparameter(
             "step_epochs", "integer",
             f"Epochs between step decays of the learning rate (factor {LR_DECAY_FACTOR:g}).",
-            _ALL_TYPES, default=7, minimum=1, maximum=1000),
+            ALL_MODEL_TYPES, default=7, minimum=1, maximum=1000),
         Hyperparameter(
             "test_freq", "integer",
             "Evaluate on the validation set every this many epochs (and always after the last).",
-            _ALL_TYPES, default=1, minimum=1, maximum=1000),
+            ALL_MODEL_TYPES, default=1, minimum=1, maximum=1000),
         Hyperparameter(
             "use_perclass_regression", "boolean",
             "true: one box regressor per class at each anchor; false: one shared regressor per anchor.",
