@@ -1,0 +1,168 @@
+"""JSON lines in the platform's annotation shape, one input per line.
+
+    {"id": "a1", "image": "images/a1.png",            # or "text": "..." for text-classifier
+     "concepts": [{"id": "cat", "value": 1}, {"id": "dog", "value": 0}],   # value 0: a negative
+     "regions": [{"region_info": {"bounding_box": {"top_row": 0.1, "left_col": 0.2,
+                                                   "bottom_row": 0.5, "right_col": 0.6}},
+                  "data": {"concepts": [{"id": "cat"}]}},
+                 {"region_info": {"polygon": {"points": [{"row": 0.1, "col": 0.2}, ...]}}, ...},
+                 {"region_info": {"mask": {"image": {"uri": "masks/a1.png"}}}, ...}]}   # or "base64"
+
+Coordinates are normalised (row = y, col = x). Image paths are relative to the jsonl file's folder
+unless they are URIs. Blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection
+from typing import Any
+
+from .. import uris
+from ..errors import DatasetError, line_location
+from ..records import Box, ImageRecord, Mask, Point, Record, TextRecord
+from .common import annotation_file, fraction, require_known_concept
+
+
+def _concepts(entries: Any, where: str, location: str,
+              allowed: Collection[str] | None) -> tuple[list[str], list[str]]:
+    """(positive, negative) concept ids of a platform concept list."""
+    if not isinstance(entries, list):
+        raise DatasetError(location, f"{where} must be a list of {{\"id\": ..., \"value\": ...}}")
+    positives: list[str] = []
+    negatives: list[str] = []
+    for entry in entries:
+        concept = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(concept, str) or not concept:
+            raise DatasetError(location, f"every entry of {where} needs a string \"id\" (got {entry!r})")
+        value = entry.get("value", 1)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DatasetError(location, f"{where}: value of {concept!r} must be a number (got {value!r})",
+                               "use 1 for present and 0 for absent")
+        if value == 0:
+            negatives.append(concept)
+        else:
+            require_known_concept(concept, allowed, location)
+            positives.append(concept)
+    return positives, negatives
+
+
+def _box(spec: Any, location: str) -> Box:
+    if not isinstance(spec, dict):
+        raise DatasetError(location, "bounding_box must be an object with top_row, left_col, bottom_row, right_col")
+    top, left, bottom, right = (fraction(spec.get(key), f"bounding_box.{key}", location)
+                                for key in ("top_row", "left_col", "bottom_row", "right_col"))
+    if top >= bottom or left >= right:
+        raise DatasetError(location, f"bounding_box is inverted or empty (top_row {top:g}, bottom_row {bottom:g}, "
+                                     f"left_col {left:g}, right_col {right:g})",
+                           "top_row must be less than bottom_row and left_col less than right_col")
+    return (left, top, right, bottom)
+
+
+def _polygon(spec: Any, location: str) -> tuple[Point, ...]:
+    points = spec.get("points") if isinstance(spec, dict) else None
+    if not isinstance(points, list) or len(points) < 3:
+        raise DatasetError(location, "polygon needs a list of at least 3 points {\"row\": y, \"col\": x}")
+    vertices: list[Point] = []
+    for point in points:
+        if not isinstance(point, dict):
+            raise DatasetError(location, f"polygon point must be {{\"row\": y, \"col\": x}} (got {point!r})")
+        vertices.append((fraction(point.get("col"), "polygon point col", location),
+                         fraction(point.get("row"), "polygon point row", location)))
+    return tuple(vertices)
+
+
+def _mask_image(spec: Any, base_dir: str, location: str) -> Mask:
+    image = spec.get("image") if isinstance(spec, dict) else None
+    if isinstance(image, dict) and isinstance(image.get("base64"), str):
+        try:
+            return Mask(image_bytes=base64.b64decode(image["base64"], validate=True))
+        except binascii.Error as error:
+            raise DatasetError(location, f"mask.image.base64 is not valid base64 ({error})") from None
+    target = image.get("uri", image.get("url")) if isinstance(image, dict) else None
+    if not isinstance(target, str) or not target:
+        raise DatasetError(location, "mask needs {\"image\": {\"uri\": ...}} or {\"image\": {\"base64\": ...}}")
+    return Mask(image_uri=uris.join_uri(base_dir, target))
+
+
+def _add_regions(regions: Any, base_dir: str, location: str, allowed: Collection[str] | None,
+                 record: dict[str, list[Any]]) -> None:
+    if not isinstance(regions, list):
+        raise DatasetError(location, "regions must be a list")
+    for region in regions:
+        info = region.get("region_info") if isinstance(region, dict) else None
+        kinds = [kind for kind in ("bounding_box", "polygon", "mask") if isinstance(info, dict) and kind in info]
+        if len(kinds) != 1:
+            raise DatasetError(location, "each region needs region_info with exactly one of bounding_box, polygon, mask")
+        data = region.get("data") or {}
+        positives, _ = _concepts(data.get("concepts", []) if isinstance(data, dict) else None,
+                                 "region data.concepts", location, allowed)
+        if not positives:
+            raise DatasetError(location, "a region has no concept", "add data.concepts [{\"id\": ...}] to the region")
+        kind = kinds[0]
+        for concept in positives:
+            if kind == "bounding_box":
+                record["boxes"].append(_box(info[kind], location))
+                record["box_concepts"].append(concept)
+            else:
+                mask = (Mask(polygon=_polygon(info[kind], location)) if kind == "polygon"
+                        else _mask_image(info[kind], base_dir, location))
+                record["masks"].append(mask)
+                record["mask_concepts"].append(concept)
+
+
+def _parse_line(text: str, location: str) -> dict[str, Any]:
+    try:
+        entry = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DatasetError(location, f"not valid JSON ({error.msg} at column {error.colno})",
+                           "write one JSON object per line") from None
+    if not isinstance(entry, dict):
+        raise DatasetError(location, "each line must be a JSON object", "write one JSON object per line")
+    return entry
+
+
+def _text_record(entry: dict[str, Any], line_id: str, location: str,
+                 allowed: Collection[str] | None) -> TextRecord:
+    text = entry.get("text")
+    if not isinstance(text, str):
+        raise DatasetError(location, "missing \"text\" (a string)", "text-classifier needs {\"text\": ...} on every line")
+    positives, negatives = _concepts(entry.get("concepts", []), "concepts", location, allowed)
+    return TextRecord(text=text, concepts=positives, negative_concepts=negatives,
+                      id=str(entry.get("id", line_id)), source=location)
+
+
+def _image_record(entry: dict[str, Any], line_id: str, base_dir: str, location: str,
+                  allowed: Collection[str] | None) -> ImageRecord:
+    image = entry.get("image")
+    if not isinstance(image, str) or not image:
+        raise DatasetError(location, "missing \"image\" (a path relative to this file, or a URI)",
+                           "image model types need {\"image\": ...} on every line")
+    positives, negatives = _concepts(entry.get("concepts", []), "concepts", location, allowed)
+    parts: dict[str, list[Any]] = {"boxes": [], "box_concepts": [], "masks": [], "mask_concepts": []}
+    _add_regions(entry.get("regions", []), base_dir, location, allowed, parts)
+    return ImageRecord(uri=uris.join_uri(base_dir, image), concepts=positives, negative_concepts=negatives,
+                       id=str(entry.get("id", line_id)), source=location, **parts)
+
+
+def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None) -> list[Record]:
+    path = annotation_file(uri, ".jsonl", "jsonl")
+    base_dir = uris.parent_uri(path)
+    try:
+        content = uris.read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetError(path, f"not UTF-8 text ({error.reason})", "save the file as UTF-8") from None
+    records: list[Record] = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        location = line_location(path, number)
+        entry = _parse_line(line, location)
+        line_id = f"line-{number}"
+        records.append(_text_record(entry, line_id, location, concepts) if text_input
+                       else _image_record(entry, line_id, base_dir, location, concepts))
+    if not records:
+        raise DatasetError(path, "the file has no entries", "write one JSON object per input")
+    return records

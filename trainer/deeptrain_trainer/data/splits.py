@@ -1,0 +1,131 @@
+"""The job's dataset -> training and validation records, with the concepts the model predicts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+
+from .. import catalog
+from ..contract import TrainerConfig
+from . import uris
+from .errors import DatasetError
+from .images import ImageLoadStats, check_images
+from .readers import read_records
+from .records import ImageRecord, Record
+
+# Used when the job gives neither validation_fraction nor validation_uri.
+DEFAULT_VALIDATION_FRACTION = 0.1
+
+RecordT = TypeVar("RecordT", bound=Record)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Record]
+    validation: list[Record]
+    concepts: list[str]  # model output order: spec.concepts as given, else every concept found, sorted
+    image_stats: ImageLoadStats = field(default_factory=ImageLoadStats)  # both splits; empty for text
+
+
+def record_labels(record: Record, model_type: str) -> list[str]:
+    """The concepts a record teaches a model of `model_type`."""
+    if isinstance(record, ImageRecord) and model_type == catalog.VISUAL_DETECTOR:
+        return record.box_concepts
+    if isinstance(record, ImageRecord) and model_type == catalog.VISUAL_SEGMENTER:
+        return record.mask_concepts
+    return record.concepts
+
+
+def split_by_fraction(records: Sequence[RecordT], fraction: float, seed: int,
+                      model_type: str) -> tuple[list[RecordT], list[RecordT]]:
+    """Deterministic split stratified by each record's first label; every label keeps a training example."""
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        labels = record_labels(record, model_type)
+        groups.setdefault(labels[0] if labels else "", []).append(index)
+    rng = np.random.default_rng(seed)
+    chosen: set[int] = set()
+    for key in sorted(groups):
+        members = [groups[key][i] for i in rng.permutation(len(groups[key]))]
+        count = min(round(len(members) * fraction), len(members) - 1)
+        chosen.update(members[:count])
+    if not chosen and len(records) >= 2:
+        # Tiny datasets round every group down to nothing; take one from the largest group.
+        largest = max(sorted(groups), key=lambda key: len(groups[key]))
+        chosen.add(groups[largest][-1])
+    train = [record for index, record in enumerate(records) if index not in chosen]
+    validation = [record for index, record in enumerate(records) if index in chosen]
+    return train, validation
+
+
+def _drop_undecodable(train: list[Record], validation: list[Record], config: TrainerConfig,
+                      ) -> tuple[list[Record], list[Record], ImageLoadStats]:
+    kept_train, stats = check_images([r for r in train if isinstance(r, ImageRecord)])
+    kept_validation, validation_stats = check_images([r for r in validation if isinstance(r, ImageRecord)])
+    stats.total += validation_stats.total
+    stats.skipped += validation_stats.skipped
+    stats.examples.extend(validation_stats.examples)
+    tolerance = config.dataset.invalid_data_tolerance_percent
+    if stats.skipped_fraction() * 100 > tolerance:
+        raise DatasetError(uris.resolve_uri(config.dataset.uri),
+                           f"{stats.summary()}: {stats.skipped_fraction() * 100:.1f}% is over the tolerated {tolerance:g}%",
+                           "replace or remove those files, or raise the invalid-data tolerance")
+    return list(kept_train), list(kept_validation), stats
+
+
+def _require_labels(records: Sequence[Record], model_type: str, logreg: bool) -> None:
+    """Softmax classifiers and embedders learn from each input's concept; an unlabelled input is a mistake."""
+    if model_type not in (catalog.VISUAL_CLASSIFIER, catalog.VISUAL_EMBEDDER, catalog.TEXT_CLASSIFIER):
+        return
+    if logreg and model_type != catalog.VISUAL_EMBEDDER:
+        return
+    for record in records:
+        if not record.concepts:
+            raise DatasetError(record.source or record.id, "the input has no concept (none given, or only value 0)",
+                               "give every input a concept, or set logreg: true for multi-label data")
+
+
+def load_splits(config: TrainerConfig) -> Splits:
+    model_type = config.modelType
+    dataset = config.dataset
+    anomaly = model_type == catalog.VISUAL_ANOMALY_HEATMAP
+    records = read_records(dataset.uri, dataset.format, model_type, config.concepts)
+    if dataset.validation_uri is not None:
+        train = list(records)
+        validation = read_records(dataset.validation_uri, dataset.format, model_type, config.concepts)
+        if anomaly:
+            train = [r for r in train if isinstance(r, ImageRecord) and not r.is_anomalous]
+    else:
+        fraction = dataset.validation_fraction or DEFAULT_VALIDATION_FRACTION
+        if anomaly:
+            normal = [r for r in records if isinstance(r, ImageRecord) and not r.is_anomalous]
+            train, validation = split_by_fraction(normal, fraction, config.seed, model_type)
+            validation += [r for r in records if isinstance(r, ImageRecord) and r.is_anomalous]
+        else:
+            train, validation = split_by_fraction(records, fraction, config.seed, model_type)
+    stats = ImageLoadStats()
+    if catalog.model_type(model_type).input == "image":
+        train, validation, stats = _drop_undecodable(train, validation, config)
+    location = uris.resolve_uri(dataset.uri)
+    if not train:
+        what = "no normal images (folders or concepts named good or normal)" if anomaly else "no training examples"
+        raise DatasetError(location, f"the training split is empty: {what}", "add data or lower the validation fraction")
+    if not validation:
+        raise DatasetError(dataset.validation_uri or location, "the validation split is empty",
+                           "add data, raise validation_fraction or give a validation dataset with entries")
+    _require_labels(train + validation, model_type, bool(config.hyperparameters.get("logreg", False)))
+    found = sorted({label for record in train + validation for label in record_labels(record, model_type)})
+    concepts = list(config.concepts) if config.concepts else found
+    if not concepts:
+        raise DatasetError(location, f"no concepts found for {model_type}",
+                           "label the data (detectors need boxes, segmenters need polygons or masks)")
+    if not anomaly:
+        taught = {label for record in train for label in record_labels(record, model_type)}
+        for concept in concepts:
+            if concept not in taught:
+                raise DatasetError(location, f"concept {concept!r} has no training example",
+                                   "add training examples of it or remove it from spec.concepts")
+    return Splits(train=train, validation=validation, concepts=concepts, image_stats=stats)
