@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .contract import MODEL_WEIGHTS
+from .contract import MODEL_CARD, MODEL_FORMAT, MODEL_WEIGHTS, ModelSummary
 from .errors import OutputError
 
 MODEL_CARD_API_VERSION = "deeptrain.dev/v1alpha1"
@@ -141,7 +141,7 @@ def version_of(checksum: str) -> str:
 
 
 def read_model_card(model_dir: Path) -> dict[str, Any]:
-    return json.loads((model_dir / "model.json").read_text())
+    return json.loads((model_dir / MODEL_CARD).read_text())
 
 
 def weights_path(model_dir: Path) -> Path:
@@ -171,3 +171,36 @@ class MetricsHistory:
             tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
             os.replace(tmp, self.path)
         return kept
+
+
+def build_model_card(*, config: Any, concepts: list[str], input_spec: Mapping[str, Any], metrics: Mapping[str, float],
+                     evaluation: Mapping[str, Any], inference: Mapping[str, Any], lineage: Mapping[str, Any],
+                     created: str) -> dict[str, Any]:
+    """model.json without its checksum (added once the weights are written)."""
+    return {
+        "apiVersion": MODEL_CARD_API_VERSION,
+        "kind": MODEL_CARD_KIND,
+        "modelType": config.modelType,
+        "template": config.template,
+        "templateScale": config.templateScale.model_dump(),
+        "concepts": list(concepts),
+        "input": dict(input_spec),
+        "hyperparameters": dict(config.hyperparameters),
+        "metrics": dict(metrics),
+        "evaluation": dict(evaluation),
+        "inference": dict(inference),
+        "dataset": dict(lineage),
+        "baseModel": config.baseModelUri,
+        "job": {"name": config.job.name, "namespace": config.job.namespace},
+        "format": MODEL_FORMAT,
+        "created": created,
+    }
+
+
+def write_model(output: OutputDir, state_dict: Mapping[str, torch.Tensor], card: dict[str, Any]) -> ModelSummary:
+    """model.safetensors, then model.json naming its checksum; returns what status.model shows."""
+    checksum = write_weights(output.path(MODEL_WEIGHTS), state_dict)
+    card = {**card, "checksum": checksum, "version": version_of(checksum)}
+    write_json(output.path(MODEL_CARD), card)
+    return ModelSummary(uri=output.uri, version=card["version"], concepts=card["concepts"],
+                        metrics=card["metrics"], checksum=checksum)

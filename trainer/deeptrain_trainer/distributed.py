@@ -72,13 +72,13 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
-def any_rank(ctx: DistributedContext, flag: bool) -> bool:
-    """True on every rank when at least one rank passed True (so all ranks stop at the same step)."""
+def max_across_ranks(ctx: DistributedContext, value: int) -> int:
+    """The largest `value` of any rank, on every rank (e.g. so that all ranks stop at the same step)."""
     if not ctx.is_distributed:
-        return flag
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device(ctx))
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=_collective_device(ctx))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())
 
 
 def mean_across_ranks(ctx: DistributedContext, value: float) -> float:

@@ -1,0 +1,39 @@
+"""`python -m deeptrain_trainer`: the entry point torchrun starts in every training process."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .contract import ENV_CONFIG
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deeptrain_trainer",
+        description="Train one deeptrain model. Normally started by torchrun (one process per device); "
+                    "reads the trainer config (job.json) and writes the model, checkpoints, metrics and "
+                    "plots under its outputUri. Resumes from the checkpoint there when one exists.",
+        epilog=f"Exit codes: 0 trained; 10 invalid config; 11 invalid dataset; 12 output not writable; "
+               f"130/143 interrupted (checkpoint written); 1 other errors (retried). "
+               f"Env: {ENV_CONFIG} (config path), DEEPTRAIN_REPORT (console | kubernetes | none), "
+               f"DEEPTRAIN_TERMINATION_LOG.",
+    )
+    parser.add_argument("--config", default=os.environ.get(ENV_CONFIG),
+                        help=f"path of job.json (default: ${ENV_CONFIG})")
+    args = parser.parse_args(argv)
+    if not args.config:
+        parser.error(f"give --config PATH or set {ENV_CONFIG}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from .engine import run_from_config_file
+
+    return run_from_config_file(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

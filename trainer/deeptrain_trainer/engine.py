@@ -1,0 +1,490 @@
+"""The training loop every torchrun process runs: data, model, optimisation, evaluation, checkpoints, artifacts.
+
+One epoch = `steps_per_epoch` optimizer steps of `batch_size` items (the global batch; each rank
+loads batch_size / world_size). `steps_per_epoch` is num_items_per_epoch (0 = the training set's
+size) divided by batch_size, rounded down (at least one step): a partial last batch would step with
+a smaller batch than asked and, with batch norm, can be a single item.
+
+Checkpoints are written at the end of every epoch and when SIGTERM/SIGINT arrives (after the step
+under way, all ranks agreeing on the same step). A restarted process resumes from the latest one:
+same epoch, same position in the epoch's item order, same optimizer and RNG state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Subset
+
+from . import catalog
+from .artifacts import MetricsHistory, OutputDir, build_model_card, local_path_of, read_model_card, weights_path, write_model
+from .checkpoint import capture_rng_state, config_hash, load_checkpoint, restore_rng_state, save_checkpoint
+from .contract import (
+    CHECKPOINT_DIR,
+    METRICS_HISTORY,
+    PLOTS_DIR,
+    TENSORBOARD_DIR,
+    ModelSummary,
+    TerminationMessage,
+    TrainerConfig,
+    load_config,
+)
+from .distributed import (
+    DistributedContext,
+    barrier,
+    broadcast_from_main,
+    gather_to_main,
+    init_distributed,
+    max_across_ranks,
+    mean_across_ranks,
+    seed_everything,
+    shutdown_distributed,
+)
+from .errors import ConfigError, Interrupted, termination_for
+from .optim import build_optimizer, learning_rates_by_role, per_rank_batch_size, set_epoch_learning_rate
+from .plots import plot_training_curves
+from .reporting import Reporter, make_reporter, progress_payload, utc_now, write_termination_message
+from .tasks import task_for
+from .tasks.base import Evaluation, ModelSpec, Task, to_device
+
+log = logging.getLogger("deeptrain_trainer")
+
+LOSS_LOG_EVERY_STEPS = 10
+
+
+@dataclass
+class TrainingState:
+    epoch: int = 0  # the epoch under way (0-based); num_epochs once training is done
+    step_in_epoch: int = 0  # optimizer steps already taken in `epoch`
+    global_step: int = 0
+    last_eval: dict[str, float] | None = None
+
+
+class StopRequest:
+    """Remembers the first SIGTERM/SIGINT; the loop acts on it between steps."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.signum:
+            self.signum = signum
+            log.warning("got %s: stopping after the current step", signal.Signals(signum).name)
+
+
+def run_from_config_file(path: str) -> int:
+    """Train as the config says; returns the process exit code (and writes the termination message)."""
+    _configure_logging(rank=int(os.environ.get("RANK", "0")))
+    ctx: DistributedContext | None = None
+    try:
+        config = _read_config(path)
+        ctx = init_distributed()
+        summary = Trainer(config, ctx).run()
+        if ctx.local_rank == 0:
+            write_termination_message(TerminationMessage(reason="Succeeded", model=summary), overwrite=True)
+        return 0
+    except (Exception, Interrupted) as error:
+        message = termination_for(error)
+        if isinstance(error, Interrupted):
+            log.warning("%s", error)
+        elif message.exitCode == 1:
+            log.exception("training failed")
+        else:
+            log.error("%s: %s", message.reason, message.message)
+        write_termination_message(message, overwrite=False)
+        return message.exitCode
+    finally:
+        if ctx is not None:
+            shutdown_distributed()
+
+
+def _read_config(path: str) -> TrainerConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read the trainer config {path}: {error}") from error
+    try:
+        return load_config(text)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from error
+
+
+def _configure_logging(rank: int) -> None:
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s [rank {rank}] %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+class Trainer:
+    def __init__(self, config: TrainerConfig, ctx: DistributedContext):
+        self.config = config
+        self.ctx = ctx
+        self.hp = dict(config.hyperparameters)
+        self.task: Task = task_for(config.modelType)
+        self.output = OutputDir(config.outputUri)
+        self.stop = StopRequest()
+        self.state = TrainingState()
+        self.use_amp = ctx.is_cuda
+        self.amp_dtype = torch.bfloat16 if ctx.is_cuda and torch.cuda.is_bf16_supported() else torch.float16
+        self.channels_last = ctx.is_cuda and self.task.input_kind == "image"
+
+    # ----------------------------------------------------------------- setup
+
+    def run(self) -> ModelSummary | None:
+        self.stop.install()
+        seed_everything(self.config.seed, self.ctx.rank)
+        from .data import load_splits
+
+        splits = load_splits(self.config)
+        self.concepts = splits.concepts
+        self.output.pull(CHECKPOINT_DIR)
+        checkpoint = load_checkpoint(self.output.path(CHECKPOINT_DIR))
+        self.identity = config_hash(self.config.modelType, self.config.template,
+                                    self.config.templateScale.model_dump(), self.concepts)
+        if checkpoint is not None and checkpoint["config_hash"] != self.identity:
+            raise ConfigError(
+                f"{self.output.path(CHECKPOINT_DIR)} holds a checkpoint of a different model (modelType, template, "
+                "templateScale or concepts changed); use a new spec.output.uri or delete the checkpoints to start over")
+
+        self.tokenizer = self._tokenizer(splits.train, checkpoint)
+        self.spec = ModelSpec.from_config(self.config, self.concepts,
+                                          vocab_size=self.tokenizer.vocab_size if self.tokenizer else None)
+        try:
+            self.model = self.task.build_model(self.spec).to(self.ctx.device)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+        self.trains_by_gradient = self.task.trains_by_gradient(self.model)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if checkpoint is None and self.config.baseModelUri:
+            self._load_base_model(self.config.baseModelUri)
+
+        self.per_rank_batch = per_rank_batch_size(int(self.hp["batch_size"]), self.ctx.world_size)
+        self.train_set = self._dataset(splits.train, train=True)
+        self.validation_set = self._dataset(splits.validation, train=False)
+        items_per_epoch = int(self.hp.get("num_items_per_epoch", 0)) or len(splits.train)
+        self.steps_per_epoch = steps_per_epoch(items_per_epoch, int(self.hp["batch_size"]))
+        self.num_epochs = int(self.hp["num_epochs"]) if self.trains_by_gradient else 1
+        self.lineage = {"uri": self.config.dataset.uri, "format": self.config.dataset.format,
+                        "train": len(splits.train), "validation": len(splits.validation),
+                        "skipped": splits.image_stats.skipped}
+
+        self.optimizer = build_optimizer(self.model, self.hp, self.task.optimizer) if self.trains_by_gradient else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.ddp_model = self._wrap(self.model)
+
+        self.history = MetricsHistory(self.output.path(METRICS_HISTORY))
+        self.reporter: Reporter | None = None
+        self.writer = None
+        if self.ctx.is_main:
+            if checkpoint is not None:
+                self.history.truncate_after(self.state.global_step)
+            elif self.history.path.exists():
+                self.history.path.unlink()  # a fresh start: the old history describes another run
+            self.reporter = make_reporter(self.config.job.namespace, self.config.job.name)
+            self.writer = self._tensorboard(purge_step=self.state.global_step if checkpoint else None)
+        try:
+            return self._train_and_publish()
+        finally:
+            if self.reporter is not None:
+                self.reporter.close()
+            if self.writer is not None:
+                self.writer.close()
+
+    def _tokenizer(self, train_records: list[Any], checkpoint: dict[str, Any] | None) -> Any:
+        if self.task.input_kind != "text":
+            return None
+        from .data import Tokenizer
+
+        if checkpoint is not None and checkpoint.get("tokenizer"):
+            return Tokenizer.from_dict(checkpoint["tokenizer"])
+        return Tokenizer.fit([record.text for record in train_records])
+
+    def _dataset(self, records: list[Any], *, train: bool) -> Any:
+        from .data import build_dataset
+
+        return build_dataset(self.config.modelType, records, self.concepts,
+                             image_size=self.spec.image_size or 0, train=train,
+                             flips=bool(self.hp.get("average_horizontal_flips", False)),
+                             logreg=bool(self.hp.get("logreg", False)), tokenizer=self.tokenizer,
+                             seed=self.config.seed)
+
+    def _load_base_model(self, uri: str) -> None:
+        from safetensors.torch import load_file
+
+        from .models.registry import load_backbone_weights
+
+        model_dir = local_path_of(uri)
+        if model_dir is None:
+            raise ConfigError(f"spec.baseModel: {uri} must be a local or mounted model directory")
+        try:
+            card = read_model_card(model_dir)
+            state = load_file(str(weights_path(model_dir)))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"spec.baseModel: cannot read the model at {uri}: {error}") from error
+        loaded, skipped = load_backbone_weights(self.model, state)
+        log.info("base model %s (%s/%s): copied %d backbone tensors, skipped %d that do not fit this model",
+                 uri, card.get("modelType"), card.get("template"), len(loaded), len(skipped))
+        if not loaded:
+            log.warning("base model %s shares no backbone tensor with %s/%s: training starts from scratch",
+                        uri, self.config.modelType, self.config.template)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if not self.ctx.is_distributed or not self.trains_by_gradient:
+            return model
+        device_ids = [self.ctx.device.index] if self.ctx.is_cuda else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def _tensorboard(self, purge_step: int | None) -> Any:
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(log_dir=str(self.output.path(TENSORBOARD_DIR)), purge_step=purge_step)
+
+    # ----------------------------------------------------------------- training
+
+    def _train_and_publish(self) -> ModelSummary | None:
+        if not self.trains_by_gradient:
+            self._fit_without_gradients()
+        self.final_evaluation: Evaluation | None = None
+        trained_this_run = self.state.epoch < self.num_epochs
+        while self.state.epoch < self.num_epochs:
+            if self.trains_by_gradient:
+                self._train_epoch()
+            epoch = self.state.epoch
+            evaluation = self._evaluate() if is_evaluation_epoch(epoch, int(self.hp.get("test_freq", 1)), self.num_epochs) else None
+            self._end_epoch(epoch, evaluation)
+            self.final_evaluation = evaluation
+        if not trained_this_run:  # resumed after the last checkpoint of a finished run: measure again
+            self.final_evaluation = self._evaluate()
+        return self._publish(self.final_evaluation)
+
+    def _train_epoch(self) -> None:
+        epoch, start_step = self.state.epoch, self.state.step_in_epoch
+        rate = set_epoch_learning_rate(self.optimizer, self.hp, epoch)
+        if start_step:
+            log.info("resuming epoch %d/%d at step %d", epoch + 1, self.num_epochs, start_step)
+        log.info("epoch %d/%d: %d steps of %d items, learning rate %.6g (%s)", epoch + 1, self.num_epochs,
+                 self.steps_per_epoch, self.hp["batch_size"], rate,
+                 ", ".join(f"{role} {lr:.3g}" for role, lr in learning_rates_by_role(self.optimizer).items()))
+        self.ddp_model.train()
+        self.epoch_loss_sum, self.epoch_loss_count = 0.0, 0
+        started, steps_done = time.monotonic(), 0
+        for batch in self._train_batches(epoch, start_step):
+            loss_value = self._step(batch)
+            self.state.step_in_epoch += 1
+            self.state.global_step += 1
+            steps_done += 1
+            self.epoch_loss_sum += loss_value
+            self.epoch_loss_count += 1
+            self._report_step(loss_value, started, steps_done)
+            signum = max_across_ranks(self.ctx, self.stop.signum)
+            if signum:
+                self._checkpoint()
+                raise Interrupted(signum)
+        self.epoch_mean_loss = mean_across_ranks(self.ctx, self.epoch_loss_sum / max(1, self.epoch_loss_count))
+        self.epoch_items_per_second = steps_done * int(self.hp["batch_size"]) / max(1e-9, time.monotonic() - started)
+
+    def _train_batches(self, epoch: int, start_step: int) -> Iterator[Any]:
+        from .data import EpochSampler, collate_fn
+
+        sampler = EpochSampler(len(self.train_set), num_items_per_epoch=self.steps_per_epoch * int(self.hp["batch_size"]),
+                               rank=self.ctx.rank, world_size=self.ctx.world_size, seed=self.config.seed)
+        sampler.set_epoch(epoch)
+        sampler.set_start(start_step * self.per_rank_batch)
+        self.train_set.set_epoch(epoch)  # flips depend on (seed, epoch, index)
+        loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=sampler, drop_last=True,
+                            collate_fn=collate_fn(self.config.modelType), **self._loader_options())
+        for index, batch in enumerate(loader, start=start_step):
+            if index >= self.steps_per_epoch:
+                break
+            yield to_device(batch, self.ctx.device, self.channels_last)
+
+    def _loader_options(self) -> dict[str, Any]:
+        # CPU training shares the cores with the model's own threads; loading in-process is fastest there.
+        if not self.ctx.is_cuda:
+            return {"num_workers": 0}
+        return {"num_workers": 4, "pin_memory": True, "persistent_workers": False}
+
+    def _step(self, batch: Any) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss, _ = self.task.training_loss(self.ddp_model, self.model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the loss became {loss.item()} at step {self.state.global_step + 1}; lower the learning rate "
+                "(spec.hyperparameters.lrate / per_item_lrate)")
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _report_step(self, loss: float, started: float, steps_done: int) -> None:
+        if not self.ctx.is_main:
+            return
+        if self.state.global_step % LOSS_LOG_EVERY_STEPS == 0:
+            self.writer.add_scalar("train/loss", loss, self.state.global_step)
+        elapsed = time.monotonic() - started
+        seconds_per_step = elapsed / steps_done
+        remaining = (self.num_epochs - self.state.epoch) * self.steps_per_epoch - self.state.step_in_epoch
+        end_of_epoch = self.state.step_in_epoch == self.steps_per_epoch
+        self.reporter.progress(progress_payload(
+            epoch=self.state.epoch + 1, epochs=self.num_epochs, step=self.state.step_in_epoch, steps=self.steps_per_epoch,
+            loss=self.epoch_loss_sum / self.epoch_loss_count,
+            items_per_second=steps_done * int(self.hp["batch_size"]) / max(1e-9, elapsed),
+            eta_seconds=remaining * seconds_per_step, last_eval=self.state.last_eval), force=end_of_epoch)
+
+    def _fit_without_gradients(self) -> None:
+        """Rank 0 fits the model on the whole training set; the others receive the fitted state."""
+        if self.state.epoch >= self.num_epochs:
+            return
+        from .data import collate_fn
+
+        started = time.monotonic()
+        if self.ctx.is_main:
+            loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, collate_fn=collate_fn(self.config.modelType),
+                                **self._loader_options())
+            self.model.eval()
+            batches = (to_device(batch, self.ctx.device, self.channels_last) for batch in loader)
+            with torch.no_grad(), self._autocast():
+                self.task.fit_without_gradients(self.model, batches, self.ctx)
+        fitted = broadcast_from_main(self.ctx, self.model.state_dict() if self.ctx.is_main else None)
+        if not self.ctx.is_main:
+            self.model.load_state_dict(fitted)
+        self.state.global_step = self.steps_per_epoch
+        self.state.step_in_epoch = self.steps_per_epoch
+        self.epoch_mean_loss = 0.0
+        self.epoch_items_per_second = len(self.train_set) / max(1e-9, time.monotonic() - started)
+        log.info("fitted %s on %d training items in %.1f s", type(self.model).__name__, len(self.train_set),
+                 time.monotonic() - started)
+
+    # ----------------------------------------------------------------- evaluation, epoch end
+
+    def _evaluate(self) -> Evaluation | None:
+        """Each rank evaluates its share of the validation set; rank 0 computes the metrics."""
+        from .data import collate_fn
+
+        shard = Subset(self.validation_set, range(self.ctx.rank, len(self.validation_set), self.ctx.world_size))
+        loader = DataLoader(shard, batch_size=self.per_rank_batch, collate_fn=collate_fn(self.config.modelType),
+                            **self._loader_options())
+        self.model.eval()
+        collected = []
+        with torch.no_grad(), self._autocast():
+            for batch in loader:
+                collected.append(self.task.collect(self.model, to_device(batch, self.ctx.device, self.channels_last), self.spec))
+        self.model.train()
+        gathered = gather_to_main(self.ctx, collected)
+        if gathered is None:
+            return None
+        evaluation = self.task.evaluate([batch for rank_batches in gathered for batch in rank_batches], self.spec)
+        self.state.last_eval = evaluation.summary
+        return evaluation
+
+    def _end_epoch(self, epoch: int, evaluation: Evaluation | None) -> None:
+        self.state.epoch = epoch + 1
+        self.state.step_in_epoch = 0
+        if self.ctx.is_main:
+            record: dict[str, Any] = {"epoch": epoch + 1, "step": self.state.global_step,
+                                      "loss": round(self.epoch_mean_loss, 6),
+                                      "lr": catalog.learning_rate_at_epoch(self.hp, epoch),
+                                      "itemsPerSecond": round(self.epoch_items_per_second, 2)}
+            if evaluation is not None:
+                record["eval"] = evaluation.summary
+                self.reporter.evaluation(epoch + 1, evaluation.summary)
+                for name, value in evaluation.summary.items():
+                    self.writer.add_scalar(f"eval/{name}", value, self.state.global_step)
+            self.writer.add_scalar("train/epoch_loss", self.epoch_mean_loss, self.state.global_step)
+            self.writer.add_scalar("train/learning_rate", record["lr"], self.state.global_step)
+            self.writer.flush()
+            self.history.append(record)
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        rng_states = gather_to_main(self.ctx, capture_rng_state())
+        if self.ctx.is_main:
+            state = {
+                "config_hash": self.identity,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+                "scaler": self.scaler.state_dict(),
+                "epoch": self.state.epoch,
+                "step_in_epoch": self.state.step_in_epoch,
+                "global_step": self.state.global_step,
+                "sampler_position": self.state.step_in_epoch * self.per_rank_batch,
+                "world_size": self.ctx.world_size,
+                "rng": rng_states,
+                "concepts": self.concepts,
+                "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
+                "last_eval": self.state.last_eval,
+            }
+            path = save_checkpoint(self.output.path(CHECKPOINT_DIR), state)
+            self.output.push(CHECKPOINT_DIR, METRICS_HISTORY, TENSORBOARD_DIR)
+            log.info("checkpoint %s: epoch %d, step %d in epoch, global step %d", path, self.state.epoch,
+                     self.state.step_in_epoch, self.state.global_step)
+        barrier(self.ctx)
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        if self.optimizer is not None and checkpoint.get("optimizer") is not None:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.state = TrainingState(epoch=checkpoint["epoch"], step_in_epoch=checkpoint["step_in_epoch"],
+                                   global_step=checkpoint["global_step"], last_eval=checkpoint.get("last_eval"))
+        rng_states = checkpoint.get("rng") or []
+        if checkpoint.get("world_size") == self.ctx.world_size and self.ctx.rank < len(rng_states):
+            restore_rng_state(rng_states[self.ctx.rank])
+        else:  # a different gang size: fresh per-rank streams, still reproducible
+            seed_everything(self.config.seed + checkpoint["global_step"], self.ctx.rank)
+        log.info("resumed from checkpoint: epoch %d, step %d in epoch, global step %d",
+                 self.state.epoch, self.state.step_in_epoch, self.state.global_step)
+
+    # ----------------------------------------------------------------- artifacts
+
+    def _publish(self, evaluation: Evaluation | None) -> ModelSummary | None:
+        """Rank 0 writes the model, its card and the plots (the others wait, then exit)."""
+        if not self.ctx.is_main:
+            barrier(self.ctx)
+            return None
+        card = build_model_card(config=self.config, concepts=self.concepts, input_spec=self.task.input_spec(self.spec, self.tokenizer),
+                                metrics=evaluation.summary, evaluation=evaluation.details,
+                                inference=evaluation.inference, lineage=self.lineage, created=utc_now())
+        summary = write_model(self.output, self.model.state_dict(), card)
+        plots_dir = self.output.path(PLOTS_DIR)
+        plot_training_curves(self.history.records(), plots_dir / "training_curves.png")
+        if evaluation.plot is not None:
+            evaluation.plot(plots_dir)
+        self.output.push()
+        log.info("model %s version %s: %s", summary.uri, summary.version,
+                 json.dumps({name: round(value, 4) for name, value in summary.metrics.items()}))
+        barrier(self.ctx)
+        return summary
+
+
+def steps_per_epoch(items_per_epoch: int, batch_size: int) -> int:
+    return max(1, items_per_epoch // batch_size)
+
+
+def is_evaluation_epoch(epoch: int, test_freq: int, num_epochs: int) -> bool:
+    """Every `test_freq` epochs (counting from 1) and always after the last."""
+    return (epoch + 1) % test_freq == 0 or epoch + 1 == num_epochs
