@@ -1,0 +1,59 @@
+"""Checks of a parsed object that its CRD schema cannot express; the operator runs them before creating pods."""
+
+from __future__ import annotations
+
+import re
+
+from deeptrain_trainer import catalog
+
+from .job import DeepTrainingJob
+from .workflow import Workflow
+
+Problem = tuple[str, str]  # (field path, "what is wrong; how to fix it")
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_GPU_RESOURCE = "gpu"
+
+
+def validate_job(job: DeepTrainingJob) -> list[Problem]:
+    """Every problem with `job` beyond its schema, as (field, message) pairs; empty when it can run."""
+    spec = job.spec
+    problems: list[Problem] = list(
+        catalog.check_hyperparameters(spec.modelType, spec.template, spec.hyperparameters.to_dict()))
+    name = job.metadata.name or ""
+    if not _DNS_LABEL.match(name) or len(name) > 63:
+        # The name becomes the rendezvous Service and the pods' hostnames.
+        problems.append(("metadata.name", f"{name!r} must be a DNS label (lowercase letters, digits and '-', "
+                                          "starting with a letter, at most 63 characters); rename the job"))
+    if spec.baseModel is not None and spec.baseModel.deepTrainingJob == name:
+        problems.append(("spec.baseModel.deepTrainingJob", "a job cannot warm-start from its own model; "
+                                                           "name another DeepTrainingJob or give baseModel.uri"))
+    gpus = _gpus_per_pod(job)
+    if isinstance(spec.nprocPerNode, int) and gpus and spec.nprocPerNode > gpus:
+        problems.append(("spec.nprocPerNode", f"{spec.nprocPerNode} processes per pod but {gpus} GPUs requested; "
+                                              f'use "auto" or at most {gpus}'))
+    if not problems:
+        processes = spec.workers * (spec.nprocPerNode if isinstance(spec.nprocPerNode, int) else (gpus or 1))
+        batch_size = catalog.resolve_hyperparameters(spec.modelType, spec.hyperparameters.to_dict())["batch_size"]
+        if batch_size < processes:
+            problems.append(("spec.hyperparameters.batch_size",
+                             f"the global batch of {batch_size} is smaller than the {processes} training processes; "
+                             "raise batch_size or lower workers/nprocPerNode"))
+    return problems
+
+
+def validate_object(obj: DeepTrainingJob | Workflow) -> list[Problem]:
+    """validate_job for jobs; a Workflow's rules are all in its schema and model."""
+    return validate_job(obj) if isinstance(obj, DeepTrainingJob) else []
+
+
+def _gpus_per_pod(job: DeepTrainingJob) -> int:
+    """GPUs each pod asks for, from any resource whose name mentions gpu (nvidia.com/gpu, amd.com/gpu)."""
+    resources = job.spec.resources
+    if resources is None:
+        return 0
+    for amounts in (resources.limits, resources.requests):
+        for resource, amount in (amounts or {}).items():
+            if _GPU_RESOURCE in resource and str(amount).isdigit():
+                return int(amount)
+    return 0
