@@ -51,7 +51,7 @@ class FakeKubeServer:
         self.store = Store(self.registry, self._history_limit)
         GarbageCollector(self.store, asyncio.get_running_loop())
         api = ApiServer(self.store, self.registry, self.faults, self.counter, self._bookmark_interval)
-        self._runner = web.AppRunner(api.application(), handle_signals=False, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(api.application(), handle_signals=False, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -16,7 +16,7 @@ def widget_crd(plural: str = "widgets", kind: str = "Widget", scope: str = "Name
         "properties": {
             "size": {"type": "integer", "minimum": 1, "maximum": 10},
             "color": {"type": "string", "enum": ["red", "green", "blue"], "default": "red"},
-            "name": {"type": "string", "minLength": 2, "maxLength": 8, "pattern": "^[a-z]+$"},
+            "handle": {"type": "string", "minLength": 2, "maxLength": 8, "pattern": "^[a-z]+$"},
             "ratio": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
             "port": {"x-kubernetes-int-or-string": True},
             "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2},

@@ -233,7 +233,7 @@ class KubeClient:
                             f"{describe(last)}{note}", pytrace=False)
             await asyncio.sleep(interval)
 
-    async def wait_deleted(self, api_version: str, kind: str, name: str, namespace: str | None,
+    async def wait_deleted(self, api_version: str, kind: str, name: str, namespace: str | None = None,
                            timeout: float = 30) -> None:
         await self.wait_for(api_version, kind, name, namespace, lambda obj: obj is None, timeout,
                             what="deletion")

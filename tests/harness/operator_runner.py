@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import kopf
 import pytest
 from kopf.testing import KopfRunner
 
 # Loggers whose records belong to the operator: kopf's own (handler failures land in "kopf.objects").
 OPERATOR_LOGGERS = ("kopf",)
+
+
+_registries: dict[str, kopf.OperatorRegistry] = {}
+
+
+def registry_of(module: str) -> kopf.OperatorRegistry:
+    """The handlers of one operator module, in a registry of their own.
+
+    kopf registers handlers into a process-wide default registry at import time; giving each module
+    its own keeps operators run by different tests of one session from seeing each other's handlers.
+    """
+    if module not in _registries:
+        registry = kopf.OperatorRegistry()
+        # The harness always hands the operator a kubeconfig (KUBECONFIG), on the fake and on real clusters.
+        kopf.on.login(registry=registry, id="harness-kubeconfig")(kopf.login_with_kubeconfig)
+        previous = kopf.get_default_registry()
+        kopf.set_default_registry(registry)
+        try:
+            if module in sys.modules:
+                importlib.reload(sys.modules[module])  # imported before: register its handlers again, here
+            else:
+                importlib.import_module(module)
+        finally:
+            kopf.set_default_registry(previous)
+        _registries[module] = registry
+    return _registries[module]
 
 
 class _Collector(logging.Handler):
@@ -59,7 +88,7 @@ class OperatorRunner:
         self._saved_env = {name: os.environ.get(name) for name in self.env}
         os.environ.update(self.env)
         logging.getLogger().addHandler(self._collector)
-        self._runner = KopfRunner(self.args, timeout=60)
+        self._runner = KopfRunner(self.args, timeout=60, registry=registry_of(self.module))
         self._runner.__enter__()
         return self
 
