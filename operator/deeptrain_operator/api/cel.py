@@ -19,7 +19,7 @@ class RuleError(Exception):
     """A rule or message expression that does not compile or cannot be evaluated."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compile_expression(expression: str) -> celpy.Runner:
     try:
         return _ENVIRONMENT.program(_ENVIRONMENT.compile(expression))

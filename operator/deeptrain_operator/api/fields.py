@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
-
 from deeptrain_trainer import catalog
+from pydantic import AfterValidator, Field
 
 from .common import NAME_MAX_LENGTH, URI_MAX_LENGTH
 from .rules import URI_PATTERN, URI_RULE

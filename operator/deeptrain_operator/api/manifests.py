@@ -49,7 +49,7 @@ class ManifestError(ValueError):
         return cls(first.path or "(object)", body, document=document, more=len(errors) - 1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _schema(kind: str) -> dict[str, Any]:
     return schema_for(kind)
 
