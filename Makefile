@@ -33,7 +33,6 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 crds: $(STAMP)
-	$(BIN)/deeptrain crds > /dev/null
 	$(BIN)/python -m deeptrain_operator.api.crdgen --write crds
 
 lint: $(STAMP)

@@ -65,15 +65,15 @@ def run(
 ) -> None:
     """Train a DeepTrainingJob on this machine with torchrun: same validation, same trainer config as the cluster."""
     from deeptrain_operator.api.manifests import ManifestError, load_job
-    from deeptrain_operator.trainer_config import build_trainer_config
+    from deeptrain_operator.trainer_config import TrainerConfigError, build_trainer_config
     from deeptrain_trainer.launcher import run_local
 
     try:
         job = load_job(job_file)
-    except ManifestError as error:
+        config = build_trainer_config(job, output_uri=output.resolve().as_uri() if output else None, local=True)
+    except (ManifestError, TrainerConfigError) as error:
         typer.echo(f"{job_file}: {error}", err=True)
         raise typer.Exit(1) from None
-    config = build_trainer_config(job, output_uri=output.resolve().as_uri() if output else None, local=True)
     raise typer.Exit(run_local(config, nproc=nproc))
 
 
