@@ -136,9 +136,11 @@ def test_full_scale_backbones_match_published_sizes(template):
     assert model.backbone.feature_channels == PUBLISHED_CHANNELS[template]
 
 
-@pytest.mark.parametrize("template", sorted(BACKBONES))
-@pytest.mark.parametrize("size", [32, 96])
-def test_backbones_give_strides_4_to_32_even_for_tiny_inputs(template, size):
+_STRIDE_CASES = [(template, size) for template in sorted(BACKBONES) for size in (32, 96)] + [("ResNext", 1024)]
+
+
+@pytest.mark.parametrize(("template", "size"), _STRIDE_CASES)
+def test_backbones_give_strides_4_to_32_from_32_to_1024_px(template, size):
     backbone = BACKBONES[template](width_mult=0.25, depth_mult=0.34).eval()
     with torch.no_grad():
         features = backbone.forward_features(torch.randn(1, 3, size, size))
@@ -250,6 +252,10 @@ def test_perclass_regression_switches_the_box_head(perclass):
     targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 36.0]]), "labels": torch.tensor([2])}] * 2
     loss, _ = model.loss(outputs, targets)
     assert torch.isfinite(loss)
+    # An image without objects only teaches "background everywhere".
+    no_objects = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}] * 2
+    loss, metrics = model.loss(outputs, no_objects)
+    assert torch.isfinite(loss) and metrics["box_loss"] == 0.0 and metrics["positive_anchors"] == 0.0
 
 
 def test_detector_learns_one_image_and_finds_its_boxes():
@@ -263,11 +269,11 @@ def test_detector_learns_one_image_and_finds_its_boxes():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(40):
-        loss, _ = model.loss(model(image), targets)
+        loss, metrics = model.loss(model(image), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(metrics["loss"])
     assert losses[-1] < 0.3 * losses[0]
     model.eval()
     with torch.no_grad():
@@ -355,6 +361,30 @@ def test_patchcore_scores_a_synthetic_defect_above_normal_images_and_survives_sa
     assert restored.memory_bank.shape == model.memory_bank.shape
     with torch.no_grad():
         assert torch.allclose(restored.score(defective), defect_scores)
+
+
+def test_reconstruction_learns_normal_texture_and_flags_a_foreign_one():
+    generator = torch.Generator().manual_seed(0)
+    model = build_model(catalog.VISUAL_ANOMALY_HEATMAP, "Reconstruction", num_classes=1, image_size=32, scale=SMALL,
+                        hyperparameters={})
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss, metrics = model.loss(model(_textured(8, 32, generator)), None)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(metrics["loss"])
+    assert losses[-1] < 0.5 * losses[0]
+
+    # Same amplitude, other orientation: only a model that learnt the normal stripes can tell.
+    ys, xs = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    foreign = torch.sin((xs - ys).float() * 0.8)
+    defective = _textured(8, 32, generator)
+    defective[:, :, 12:24, 8:20] = foreign[12:24, 8:20]
+    model.eval()
+    with torch.no_grad():
+        assert model.score(defective).min() > model.score(_textured(8, 32, generator)).max()
 
 
 def test_text_models_handle_padding_and_short_texts():

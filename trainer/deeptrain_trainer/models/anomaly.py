@@ -207,8 +207,15 @@ class Reconstruction(nn.Module):
         self.bottleneck = ConvBNReLU(channels, latent, 1)  # [B, latent, S/2^levels, S/2^levels]
         decoder: list[nn.Module] = []
         channels = latent
-        for width in reversed(widths):
-            decoder.append(nn.Sequential(ConvBNReLU(channels, width, 3), ConvBNReLU(width, width, 3)))
+        for width in reversed(widths):  # each level: [B, c, h, w] -> [B, width, 2h, 2w]
+            # A learnt 4x4 upsampling kernel lets one code position paint fine texture (stripes, weaves);
+            # nearest-neighbour upsampling followed by convs can only paint flat blocks.
+            decoder.append(nn.Sequential(
+                nn.ConvTranspose2d(channels, width, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                ConvBNReLU(width, width, 3),
+            ))
             channels = width
         self.decoder = nn.ModuleList(decoder)
         self.output = nn.Conv2d(channels, in_channels, 3, padding=1)
@@ -221,8 +228,9 @@ class Reconstruction(nn.Module):
             code = level(code)
         code = self.bottleneck(code)
         for level, size in zip(self.decoder, reversed(sizes), strict=True):
-            # Upsample to the size the encoder saw at this level, so odd sizes come back exactly.
-            code = level(F.interpolate(code, size=size, mode="nearest"))
+            code = level(code)
+            if code.shape[-2:] != size:  # the encoder rounded an odd size up: come back to it exactly
+                code = F.interpolate(code, size=size, mode="bilinear", align_corners=False)
         return self.output(code)  # [B, C_in, S, S]
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
