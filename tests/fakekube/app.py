@@ -174,6 +174,9 @@ class ApiServer:
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
+        if "protobuf" in request.headers.get("Content-Type", "") or "cbor" in request.headers.get("Content-Type", ""):
+            # Clients that prefer a binary encoding retry with JSON after a 415.
+            raise errors.unsupported_media_type(request.headers["Content-Type"])
         try:
             return json.loads(await request.read() or b"null")
         except ValueError as exc:

@@ -12,7 +12,6 @@ import copy
 import datetime
 import json
 import random
-import string
 import uuid
 from collections.abc import Callable
 from typing import Any

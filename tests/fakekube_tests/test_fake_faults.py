@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from fakekube import FakeKubeServer
 from harness import KubeApiError, KubeClient
 

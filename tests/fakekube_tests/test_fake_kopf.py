@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from harness import KubeClient, OperatorRunner
 
 from .crd_samples import API_VERSION, widget

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from harness import KubeClient
+from harness import KubeApiError, KubeClient
 
 from .crd_samples import API_VERSION, widget
 
@@ -46,8 +45,9 @@ async def test_without_status_subresource_status_is_spec_like(kube: KubeClient) 
         patched = await kube.patch(created, {"status": {"phase": "Running"}})
         assert patched["status"] == {"phase": "Running"}
         assert patched["metadata"]["generation"] == 2
-        with pytest.raises(Exception):
+        with pytest.raises(KubeApiError) as error:
             await kube.patch(created, {"status": {"phase": "x"}}, subresource="status")
+        assert error.value.status == 404
     finally:
         await kube.delete(API_VERSION, "Gadget", "g-status")
 

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-
 from fakekube import FakeKubeServer
 
-from .client import KubeClient, KubeApiError
+from .client import KubeApiError, KubeClient
 from .conditions import has_condition
 
 REAL_CLUSTER_ENV = "DEEPTRAIN_TEST_KUBECONFIG"

@@ -154,7 +154,7 @@ class JobPlayer:
             return await self._finish_failed(current, status, "BackoffLimitExceeded",
                                              "Job has reached the specified backoff limit")
         if status["succeeded"] >= int(current["spec"].get("completions") or 1):
-            status["conditions"] += [
+            status["conditions"] = status.get("conditions", []) + [
                 _condition("SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
                 _condition("Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
             ]
