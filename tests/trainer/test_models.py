@@ -415,6 +415,9 @@ def test_registry_reads_hyperparameters_and_scale():
                         hyperparameters={"image_size": 256, "detection_score_threshold": 0.6})
     assert model.strides == (8, 16, 32, 64)  # 256 px adds the stride-64 level
     assert model.score_threshold == 0.6
+    text = build_model(catalog.TEXT_CLASSIFIER, "TextCNN", num_classes=2, image_size=None, scale=TemplateScale(),
+                       hyperparameters={"logreg": True}, vocab_size=VOCAB)
+    assert [conv.out_channels for conv in text.backbone.convs] == [100, 100, 100] and text.logreg  # Kim 2014
     wide = build_model(catalog.VISUAL_CLASSIFIER, "ResNext", num_classes=2, image_size=32,
                        scale=TemplateScale(width=0.5, depth=0.34), hyperparameters={})
     assert wide.backbone.feature_channels == (128, 256, 512, 1024)

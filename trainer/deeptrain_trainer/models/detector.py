@@ -94,12 +94,13 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     A box is dropped when its IoU with an already kept, higher-scoring box exceeds `iou_threshold`.
     """
     order = scores.argsort(descending=True, stable=True)
-    overlapping = box_iou(boxes[order], boxes[order]) > iou_threshold  # [K, K]
-    keep = torch.ones(len(order), dtype=torch.bool, device=boxes.device)
+    # The greedy pass is sequential: run it on the CPU so an accelerator is not synchronised per box.
+    overlapping = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu()  # [K, K]
+    keep = torch.ones(len(order), dtype=torch.bool)
     for index in range(len(order)):
         if keep[index]:
             keep[index + 1:] &= ~overlapping[index, index + 1:]
-    return order[keep]
+    return order[keep.to(order.device)]
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:

@@ -74,7 +74,7 @@ class BNInceptionModule(nn.Module):
         return torch.cat(branches, dim=1)
 
 
-# Stage -> (regular modules, stride-2 module ending the stage or None); the paper's Figure 5.
+# Branch widths of the paper's Figure 5, by stage; _REDUCTION* are the stride-2 modules 3c and 4e.
 _STAGE3 = [ModuleWidths(64, 64, 64, 64, 96, 32), ModuleWidths(64, 64, 96, 64, 96, 64)]
 _REDUCTION3 = ModuleWidths(0, 128, 160, 64, 96, 0, "max")
 _STAGE4 = [
@@ -104,17 +104,13 @@ class InceptionBatchNorm(nn.Module):
         channels = conv2
         stages: list[nn.Sequential] = []
         feature_channels = [channels]
-        # The stride-8 map comes after 3a/3b, stride 16 after 3c..4d, stride 32 after 4e..5b.
-        plan = [
-            (None, _STAGE3),
-            (_REDUCTION3, _STAGE4),
-            (_REDUCTION4, _STAGE5),
-        ]
+        # (stride-2 module opening the stage, regular modules): strides 8 (3a-3b), 16 (3c-4d), 32 (4e-5b).
+        plan = [(None, _STAGE3), (_REDUCTION3, _STAGE4), (_REDUCTION4, _STAGE5)]
         for reduction, regular in plan:
-            # A pool at stride 4 -> 8 precedes 3a; later stages reduce inside their first module.
-            modules: list[nn.Module] = [max_pool_3x3_s2()] if reduction is None else []
-            if reduction is not None:
-                modules.append(BNInceptionModule(channels, reduction.scaled(width_mult), stride=2))
+            if reduction is None:  # the grid reaches stride 8 through a plain pool before 3a
+                modules: list[nn.Module] = [max_pool_3x3_s2()]
+            else:
+                modules = [BNInceptionModule(channels, reduction.scaled(width_mult), stride=2)]
                 channels = modules[-1].out_channels
             for widths in stage_configs(regular, depth_mult):
                 modules.append(BNInceptionModule(channels, widths.scaled(width_mult)))

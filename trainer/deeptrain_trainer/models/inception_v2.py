@@ -25,6 +25,7 @@ from .common import (
     max_pool_3x3_s2,
     scale_channels,
     scale_depth,
+    stage_configs,
 )
 
 
@@ -135,9 +136,8 @@ class InceptionV2(nn.Module):
         # 17x17 grid (stride 16): reduction, then four Figure-6 modules widening their inner 7x7 path.
         grid17: list[nn.Module] = [grid_reduction(channels, [[(3, 384)], [(1, 64), (3, 96), (3, 96)]], width_mult)]
         channels = grid17[-1].out_channels
-        mids = [128, 160, 160, 192]
-        for index in range(scale_depth(len(mids), depth_mult)):
-            grid17.append(FactorizedModule17(channels, mids[min(index, len(mids) - 1)], width_mult))
+        for mid in stage_configs([128, 160, 160, 192], depth_mult):
+            grid17.append(FactorizedModule17(channels, mid, width_mult))
             channels = grid17[-1].out_channels
         stage16 = nn.Sequential(*grid17)
         channels16 = channels

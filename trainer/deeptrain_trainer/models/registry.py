@@ -67,8 +67,9 @@ def build_model(
         if vocab_size is None:
             raise ValueError(f"{model_type} needs vocab_size (the tokenizer's vocabulary size)")
         if template == "TextCNN":
+            # Kim's 100 filters per width is not a multiple of 8: scale it without rounding.
             return TextCNN(vocab_size, num_classes, embed_dim=scale_channels(128, width),
-                           channels=scale_channels(100, width), logreg=logreg)
+                           channels=max(8, round(100 * width)), logreg=logreg)
         heads = 4
         # d_model must split evenly over the heads: a multiple of 8 * heads.
         return TextTransformer(vocab_size, num_classes, d_model=scale_channels(128, width, 8 * heads), nhead=heads,
