@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fakekube import FakeKubeServer
 from harness import KubeClient, OperatorRunner
 
 from .crd_samples import API_VERSION, widget
@@ -48,3 +49,13 @@ async def test_unhandled_exception_is_reported(kube: KubeClient, namespace: str,
         operator.check()
     operator.allow_errors("failed with an exception")
     operator.check()
+
+
+async def test_operator_recovers_from_cut_watches_and_410(kube: KubeClient, namespace: str,
+                                                          operator: OperatorRunner, fakekube: FakeKubeServer) -> None:
+    await kube.create(widget("before", namespace, size=2))
+    await kube.wait_for(API_VERSION, "Widget", "before", namespace, seen_size(2), what="status.seenSize=2")
+    fakekube.faults.expire_history()
+    fakekube.faults.cut_watches()
+    await kube.create(widget("after", namespace, size=6))
+    await kube.wait_for(API_VERSION, "Widget", "after", namespace, seen_size(6), what="status.seenSize=6")
