@@ -324,6 +324,20 @@ def test_embedder_outputs_unit_vectors_and_its_margin_makes_training_harder():
     assert with_margin > without_margin
 
 
+def test_segmenter_ignores_pixels_marked_255():
+    model = build_model(catalog.VISUAL_SEGMENTER, "InceptionBatchNorm", num_classes=2, image_size=32, scale=SMALL,
+                        hyperparameters={})
+    logits = torch.randn(2, 3, 32, 32)
+    targets = torch.randint(0, 3, (2, 32, 32))
+    targets[:, :16] = 255
+    loss, _ = model.loss(logits, targets)
+    scrambled = logits.clone()
+    scrambled[:, :, :16] = torch.randn(2, 3, 16, 32) * 10
+    assert model.loss(scrambled, targets)[0] == pytest.approx(float(loss), rel=1e-5)
+    masks = model.predict(logits)["masks"]
+    assert torch.equal(masks, logits.argmax(dim=1))
+
+
 def _textured(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """Normal images: diagonal stripes at a random phase, plus mild noise."""
     ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")

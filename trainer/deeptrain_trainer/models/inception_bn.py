@@ -27,7 +27,7 @@ class ModuleWidths:
     reduce_double3x3: int
     double3x3: int
     pool_proj: int  # 0 = pass the pooled input through unchanged (the stride-2 modules)
-    pool: str = "avg"
+    pool: str = "avg"  # "max" for 5b and the stride-2 modules
 
     def scaled(self, width_mult: float) -> ModuleWidths:
         def scale(channels: int) -> int:
@@ -56,12 +56,7 @@ class BNInceptionModule(nn.Module):
             ConvBNReLU(widths.reduce_double3x3, widths.double3x3, 3),
             ConvBNReLU(widths.double3x3, widths.double3x3, 3, stride=stride),
         )
-        if stride == 2:
-            pool: nn.Module = max_pool_3x3_s2()
-        elif widths.pool == "max":
-            pool = nn.MaxPool2d(3, stride=1, padding=1)
-        else:
-            pool = avg_pool_3x3()
+        pool = nn.MaxPool2d(3, stride=stride, padding=1) if widths.pool == "max" else avg_pool_3x3()
         projection = ConvBNReLU(in_channels, widths.pool_proj, 1) if widths.pool_proj else nn.Identity()
         self.branch_pool = nn.Sequential(pool, projection)
         self.out_channels = (widths.conv1x1 + widths.conv3x3 + widths.double3x3
