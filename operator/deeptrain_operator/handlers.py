@@ -1,0 +1,128 @@
+"""kopf handlers: thin triggers of the level-based `reconcile()`.
+
+Every trigger of a DeepTrainingJob (create, update, resume, a slow timer, and events of the child Jobs
+and pods) ends in the same `reconcile(namespace, name)`, serialised per job by a lock. There is no
+delete handler with a finalizer: children carry controlling ownerReferences, so the garbage collector
+removes them with the job, and a stuck operator can never block a `kubectl delete`.
+
+Workflow handlers belong in a module of their own that uses `operator_state(memo)` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from . import constants as c
+from . import metrics
+from .kube import KubeClient
+from .reconcile import reconcile
+from .settings import Settings
+
+# Read once at import: kopf fixes the timer interval when the decorator registers it.
+SETTINGS = Settings.from_env()
+JOBS = (c.GROUP, c.VERSION, c.JOB_PLURAL)
+OURS = {c.LABEL_MANAGED_BY: c.MANAGER}
+_STATE_KEY = "deeptrain"
+
+
+@dataclass
+class OperatorState:
+    """What one running operator shares between its handlers (kept in kopf's memo, not in globals,
+    so that an operator restarted in the same process starts clean)."""
+
+    kube: KubeClient = field(default_factory=KubeClient)
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault((namespace, name), asyncio.Lock())
+
+
+def operator_state(memo: Any) -> OperatorState:
+    state = memo.get(_STATE_KEY)
+    if state is None:
+        state = memo[_STATE_KEY] = OperatorState()
+    return state
+
+
+async def reconcile_job(memo: Any, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
+    state = operator_state(memo)
+    async with state.lock(namespace, name):
+        await reconcile(state.kube, SETTINGS, namespace, name, logger=logger)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    # kopf's bookkeeping lives in annotations; status belongs to the operator and rank 0 only.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.KOPF_ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = c.KOPF_FINALIZER
+    # Transitions are posted as events by the reconciler; kopf adds its own only for handler trouble.
+    settings.posting.enabled = True
+    settings.posting.level = logging.WARNING
+    # A watch the server silently dropped would otherwise hang until the TCP stack notices.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    operator_state(memo)
+    metrics.serve(SETTINGS.metrics_port, logger)
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, logger: logging.Logger, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own fallback order; the credentials also go to the operator's client for the children."""
+    info = (kopf.login_via_client(logger=logger, **kwargs)
+            or kopf.login_with_service_account(**kwargs)
+            or kopf.login_with_kubeconfig(**kwargs))
+    if info is not None:
+        operator_state(memo).kube.use(info)
+    return info
+
+
+@kopf.on.cleanup()
+async def close(memo: kopf.Memo, **_: Any) -> None:
+    await operator_state(memo).kube.close()
+
+
+@kopf.on.resume(*JOBS)
+@kopf.on.create(*JOBS)
+@kopf.on.update(*JOBS)
+async def job_changed(name: str, namespace: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    await reconcile_job(memo, namespace, name, logger)
+
+
+@kopf.timer(*JOBS, interval=SETTINGS.reconcile_interval)
+async def resync(name: str, namespace: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    """Level-based safety net: deadlines, TTLs and base models are noticed even when nothing else happens."""
+    await reconcile_job(memo, namespace, name, logger)
+
+
+@kopf.on.delete(*JOBS, optional=True)
+def job_deleted(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Forget the job (optional: no finalizer is added for this)."""
+    metrics.record_phase(namespace, name, None)
+    operator_state(memo).locks.pop((namespace, name), None)
+
+
+async def _child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
+    owner = (body.get("metadata", {}).get("labels") or {}).get(c.LABEL_JOB_NAME)
+    if owner:
+        try:
+            await reconcile_job(memo, body["metadata"]["namespace"], owner, logger)
+        except kopf.TemporaryError as error:
+            # The timer and the next child event try again; an event handler is never retried by kopf.
+            logger.debug(f"reconcile of {owner} postponed: {error}")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=OURS)
+async def trainer_job_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    await _child_event(body, memo, logger)
+
+
+@kopf.on.event("", "v1", "pods", labels={**OURS, c.LABEL_COMPONENT: c.COMPONENT_TRAINER})
+async def trainer_pod_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    await _child_event(body, memo, logger)

@@ -1,0 +1,62 @@
+"""Fixtures of the operator's integration suite: the real kopf operator against an API server.
+
+The same tests run against the in-process fake (default) and a real cluster (DEEPTRAIN_TEST_KUBECONFIG).
+They play the Job controller and kubelet only through JobPlayer and observe only through the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from harness import KubeClient, find_condition
+from operator_integration import API_VERSION, KIND
+
+# Integration runs re-check each job every second, so that deadlines and TTLs are noticed quickly.
+RECONCILE_INTERVAL = "1"
+
+
+@pytest.fixture
+def operator_env(operator_env: dict[str, str]) -> dict[str, str]:
+    return {**operator_env, "DEEPTRAIN_RECONCILE_INTERVAL": RECONCILE_INTERVAL, "DEEPTRAIN_METRICS_PORT": "0"}
+
+
+JobWaiter = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def wait_job(kube: KubeClient, namespace: str) -> JobWaiter:
+    """Wait until the DeepTrainingJob satisfies `predicate` (or has condition `type` = `status`)."""
+
+    async def wait(name: str, predicate: Callable[[dict[str, Any]], Any] | None = None, *, type: str | None = None,
+                   status: str = "True", reason: str | None = None, timeout: float = 30) -> dict[str, Any]:
+        def ready(obj: dict[str, Any] | None) -> bool:
+            if obj is None:
+                return False
+            if type is not None:
+                cond = find_condition(obj, type)
+                if cond is None or cond.get("status") != status or (reason and cond.get("reason") != reason):
+                    return False
+            return predicate is None or bool(predicate(obj))
+
+        what = f"condition {type}={status}" + (f" ({reason})" if reason else "") if type else "the predicate"
+        found = await kube.wait_for(API_VERSION, KIND, name, namespace, ready, timeout=timeout, what=what)
+        assert found is not None
+        return found
+
+    return wait
+
+
+@pytest.fixture
+def wait_trainer_job(kube: KubeClient, namespace: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Wait for the child Job `<name>-<attempt>` to exist (not being deleted)."""
+
+    async def wait(name: str, attempt: int = 1, timeout: float = 30) -> dict[str, Any]:
+        found = await kube.wait_for("batch/v1", "Job", f"{name}-{attempt}", namespace,
+                                    lambda obj: obj is not None and not obj["metadata"].get("deletionTimestamp"),
+                                    timeout=timeout, what=f"attempt {attempt}'s Job")
+        assert found is not None
+        return found
+
+    return wait
