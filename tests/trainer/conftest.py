@@ -38,6 +38,12 @@ def make_config(output: Path, dataset: Path, *, model_type: str = catalog.VISUAL
 
 
 @pytest.fixture(scope="session")
+def trainer_config() -> Callable[..., TrainerConfig]:
+    """`make_config` as a fixture, so test modules need not import this file."""
+    return make_config
+
+
+@pytest.fixture(scope="session")
 def colour_squares(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """imagefolder: 24 reddish and 24 bluish 32 px images with noise; trivially separable."""
     root = tmp_path_factory.mktemp("colour-squares")

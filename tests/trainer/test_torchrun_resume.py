@@ -1,0 +1,107 @@
+"""Kill a rank or stop the gang mid-training: the run resumes from its checkpoint and finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deeptrain_trainer.contract import TrainerConfig
+
+pytestmark = pytest.mark.torchrun
+
+WAIT_SECONDS = 300
+NUM_EPOCHS = 6
+
+
+def start(config: TrainerConfig, output: Path, *, max_restarts: int) -> subprocess.Popen:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "job.json").write_text(config.model_dump_json())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEEPTRAIN_REPORT": "none", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    env.pop("DEEPTRAIN_TERMINATION_LOG", None)
+    log = open(output.parent / "torchrun.log", "a")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         f"--max-restarts={max_restarts}", "-m", "deeptrain_trainer", "--config", str(output / "job.json")],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def worker_pid(config_path: Path, rank: int) -> int | None:
+    """The training process of `rank` for this config, found in /proc (torchrun puts RANK in its env)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(config_path).encode() in cmdline and b"deeptrain_trainer" in cmdline and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+def small_config(trainer_config, output: Path, dataset: Path, seed: int) -> TrainerConfig:
+    return trainer_config(output, dataset, batch_size=8, image_size=32, num_epochs=NUM_EPOCHS, lrate=0.02,
+                          num_items_per_epoch=32, test_freq=2, seed=seed)
+
+
+def history(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_killed_rank_is_restarted_and_resumes_from_the_checkpoint(attempt, colour_squares, trainer_config, tmp_path):
+    output = tmp_path / "model"
+    config = small_config(trainer_config, output, colour_squares, seed=attempt)
+    process = start(config, output, max_restarts=1)
+    wait_for(lambda: (output / "checkpoints" / "last.pt").exists() or process.poll() is not None, "first checkpoint")
+    pid = worker_pid(output / "job.json", rank=1)
+    assert pid is not None, "rank 1 is not running"
+    os.kill(pid, signal.SIGKILL)
+    assert process.wait(timeout=WAIT_SECONDS) == 0, (tmp_path / "torchrun.log").read_text()[-5000:]
+
+    log = (tmp_path / "torchrun.log").read_text()
+    resumed = [int(word) for line in log.splitlines() if "resumed from checkpoint: epoch" in line
+               for word in [line.split("epoch ")[1].split(",")[0]]]
+    assert resumed and resumed[0] > 0, log[-5000:]
+    records = history(output)
+    steps = [record["step"] for record in records]
+    assert steps == sorted(set(steps)) and steps[0] > 0  # continued, never restarted from step 0
+    assert [record["epoch"] for record in records] == list(range(1, NUM_EPOCHS + 1))
+    assert steps[-1] == NUM_EPOCHS * 4  # 32 items per epoch / 8 per step
+    assert (output / "model.safetensors").exists()
+
+
+def test_sigterm_checkpoints_mid_training_and_the_next_run_resumes(colour_squares, trainer_config, tmp_path):
+    output = tmp_path / "model"
+    config = small_config(trainer_config, output, colour_squares, seed=7)
+    process = start(config, output, max_restarts=0)
+    wait_for(lambda: (output / "checkpoints" / "last.pt").exists() or process.poll() is not None, "first checkpoint")
+    process.send_signal(signal.SIGTERM)  # what kubelet sends a pod being stopped; torchrun forwards it
+    process.wait(timeout=WAIT_SECONDS)
+    log = (tmp_path / "torchrun.log").read_text()
+    assert "stopped by SIGTERM" in log, log[-5000:]
+    assert not (output / "model.safetensors").exists()
+    stopped_at = history(output)[-1]["step"] if (output / "metrics.jsonl").exists() else 0
+
+    assert start(config, output, max_restarts=0).wait(timeout=WAIT_SECONDS) == 0
+    log = (tmp_path / "torchrun.log").read_text()
+    assert "resumed from checkpoint" in log
+    steps = [record["step"] for record in history(output)]
+    assert steps == sorted(set(steps)) and steps[-1] == NUM_EPOCHS * 4 and steps[-1] > stopped_at
+    assert (output / "model.safetensors").exists()
