@@ -33,8 +33,7 @@ _CAUSE_REASONS = {
 def admit(schema: dict[str, Any], new: Object, old: Object | None) -> tuple[Object, list[Cause]]:
     """The stored form of `new` (pruned, then defaulted, as the apiserver decodes it) and its validation
     failures as Status causes; `old` is the stored object on updates, for CEL transition rules."""
-    # The apiserver never prunes the type fields, declared in the schema or not.
-    pruned = {"apiVersion": new["apiVersion"], "kind": new["kind"], **structural.prune(schema, new)}
+    pruned = structural.prune(schema, new)
     admitted = structural.apply_defaults(schema, pruned)
     errors = structural.validate(schema, admitted, old=old)
     return admitted, [_cause(error) for error in errors]

@@ -287,7 +287,7 @@ def _default(schema: Schema, value: Any, *, root: bool = False) -> None:
     if isinstance(value, dict):
         properties: dict[str, Schema] = schema.get("properties", {})
         for name, child in properties.items():
-            if root and name == "metadata":
+            if root and name in _ALWAYS_KEPT_AT_ROOT:
                 continue
             if value.get(name) is None and name in value and not child.get("nullable") and "default" not in child:
                 del value[name]
@@ -305,6 +305,10 @@ def _default(schema: Schema, value: Any, *, root: bool = False) -> None:
             _default(schema.get("items", {}), item)
 
 
+# The apiserver keeps these on every object, whatever the schema declares.
+_ALWAYS_KEPT_AT_ROOT = frozenset({"apiVersion", "kind", "metadata"})
+
+
 def _prune(schema: Schema, value: Any, *, root: bool = False) -> None:
     if isinstance(value, dict):
         if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
@@ -312,7 +316,7 @@ def _prune(schema: Schema, value: Any, *, root: bool = False) -> None:
         properties: dict[str, Schema] = schema.get("properties", {})
         values_schema = schema.get("additionalProperties")
         for name in list(value):
-            if root and name == "metadata":
+            if root and name in _ALWAYS_KEPT_AT_ROOT:
                 continue
             if name in properties:
                 _prune(properties[name], value[name])
