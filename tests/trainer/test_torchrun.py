@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from safetensors.torch import load_file
-
 from deeptrain_trainer import catalog
 from deeptrain_trainer.artifacts import sha256_file
 from deeptrain_trainer.contract import TemplateScale, TrainerConfig
 from deeptrain_trainer.inference import load_model
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.torchrun
 
@@ -65,11 +64,30 @@ class Case:
     plots: tuple[str, ...] = ()
 
 
+DIGITS_SUBSET = ["zero", "one", "two", "three"]
+
 CASES = [
     Case(catalog.VISUAL_CLASSIFIER, "InceptionBatchNorm", "digits", "", "imagefolder", 0.7,
-         "4 digits in random colours: guessing scores 0.25",
-         {"batch_size": 32, "image_size": 32, "num_epochs": 8, "lrate": 0.02, "test_freq": 4},
-         concepts=["zero", "one", "two", "three"], plots=("confusion_matrix.png",)),
+         "4 digits drawn in random colours: guessing scores 0.25",
+         {"batch_size": 32, "image_size": 32, "num_epochs": 6, "lrate": 0.02, "test_freq": 3},
+         concepts=DIGITS_SUBSET, plots=("confusion_matrix.png",)),
+    Case(catalog.VISUAL_EMBEDDER, "InceptionBatchNorm", "digits", "", "imagefolder", 0.6,
+         "nearest neighbour of the same digit among 4: random embeddings score about 0.25",
+         {"batch_size": 32, "image_size": 32, "num_epochs": 6, "lrate": 0.02, "test_freq": 3},
+         concepts=DIGITS_SUBSET, plots=("embeddings_pca.png",)),
+    Case(catalog.TEXT_CLASSIFIER, "TextCNN", "text", "data.csv", "csv", 0.7,
+         "plot summary vs review, balanced classes: the majority class scores 0.5",
+         {"batch_size": 32, "num_epochs": 5, "lrate": 0.005, "test_freq": 5}, plots=("confusion_matrix.png",)),
+    Case(catalog.VISUAL_ANOMALY_HEATMAP, "PatchCore", "texture-anomaly", "", "imagefolder", 0.8,
+         "defective vs good brick patches: random scores give an AUROC of 0.5",
+         {"batch_size": 16, "image_size": 64, "num_epochs": 1}, plots=("sample_heatmaps.png",)),
+    Case(catalog.VISUAL_SEGMENTER, "ResNext", "digits-segmentation", "annotations.jsonl", "jsonl", 0.1,
+         "mean IoU over the 3 digit concepts: predicting background everywhere scores 0",
+         {"batch_size": 16, "image_size": 64, "num_epochs": 6, "lrate": 0.05, "test_freq": 3}, plots=("sample_masks.png",)),
+    Case(catalog.VISUAL_DETECTOR, "InceptionV2", "shapes-detection", "annotations.json", "coco", 0.3,
+         "mAP at IoU 0.5 over circles, squares, triangles: boxes at random positions score near 0",
+         {"batch_size": 16, "image_size": 128, "num_epochs": 8, "lrate": 0.01, "test_freq": 4},
+         plots=("precision_recall.png",)),
 ]
 
 
@@ -111,3 +129,37 @@ def test_model_type_learns_and_writes_complete_artifacts(case: Case, example_dat
     # And the trained model predicts.
     predictor = load_model(output)
     assert predictor.concepts == card["concepts"]
+
+
+def test_local_run_launches_torchrun_and_summarises(colour_squares, trainer_config, tmp_path, monkeypatch, capfd):
+    from deeptrain_trainer.launcher import run_local
+
+    monkeypatch.setenv("DEEPTRAIN_REPORT", "none")
+    output = tmp_path / "model"
+    config = trainer_config(output, colour_squares, batch_size=8, image_size=32, num_epochs=2, lrate=0.02,
+                            num_items_per_epoch=16)
+    assert run_local(config, nproc=2) == 0
+    assert json.loads((output / "job.json").read_text())["modelType"] == catalog.VISUAL_CLASSIFIER
+    shown = capfd.readouterr().err
+    assert "accuracy" in shown and str(output / "model.safetensors") in shown
+
+
+def test_local_run_refuses_a_batch_that_does_not_split_over_the_processes(colour_squares, trainer_config, tmp_path, capfd):
+    from deeptrain_trainer.launcher import run_local
+
+    config = trainer_config(tmp_path / "model", colour_squares, batch_size=9, image_size=32, num_epochs=1)
+    assert run_local(config, nproc=2) == 10
+    assert "spec.hyperparameters.batch_size" in capfd.readouterr().err
+    assert not (tmp_path / "model" / "job.json").exists()
+
+
+def test_dataset_errors_fail_permanently_with_the_location(trainer_config, tmp_path):
+    empty = tmp_path / "empty-dataset"
+    empty.mkdir()
+    output = tmp_path / "model"
+    config = trainer_config(output, empty, batch_size=8, image_size=32, num_epochs=1)
+    process = torchrun(config, output)
+    assert process.wait(timeout=TORCHRUN_TIMEOUT_SECONDS) != 0
+    message = json.loads((tmp_path / "model.termination-log").read_text())
+    assert message["reason"] == "InvalidDataset" and message["exitCode"] == 11 and message["permanent"]
+    assert str(empty) in message["message"]

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from deeptrain_trainer.contract import TrainerConfig
 
 pytestmark = pytest.mark.torchrun

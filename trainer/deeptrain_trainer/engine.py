@@ -29,7 +29,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
 from . import catalog
-from .artifacts import MetricsHistory, OutputDir, build_model_card, local_path_of, read_model_card, weights_path, write_model
+from .artifacts import (
+    MetricsHistory,
+    OutputDir,
+    build_model_card,
+    local_path_of,
+    read_model_card,
+    weights_path,
+    write_model,
+)
 from .checkpoint import capture_rng_state, config_hash, load_checkpoint, restore_rng_state, save_checkpoint
 from .contract import (
     CHECKPOINT_DIR,
