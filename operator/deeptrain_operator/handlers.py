@@ -28,6 +28,7 @@ SETTINGS = Settings.from_env()
 JOBS = (c.GROUP, c.VERSION, c.JOB_PLURAL)
 OURS = {c.LABEL_MANAGED_BY: c.MANAGER}
 _STATE_KEY = "deeptrain"
+CLOSE_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -37,6 +38,8 @@ class OperatorState:
 
     kube: KubeClient = field(default_factory=KubeClient)
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    in_flight: int = 0
+    closing: bool = False
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -51,8 +54,14 @@ def operator_state(memo: Any) -> OperatorState:
 
 async def reconcile_job(memo: Any, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
     state = operator_state(memo)
-    async with state.lock(namespace, name):
-        await reconcile(state.kube, SETTINGS, namespace, name, logger=logger)
+    if state.closing:
+        return  # a timer kopf left running after the operator stopped
+    state.in_flight += 1
+    try:
+        async with state.lock(namespace, name):
+            await reconcile(state.kube, SETTINGS, namespace, name, logger=logger)
+    finally:
+        state.in_flight -= 1
 
 
 @kopf.on.startup()
@@ -85,7 +94,14 @@ def login(memo: kopf.Memo, logger: logging.Logger, **kwargs: Any) -> kopf.Connec
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    await operator_state(memo).kube.close()
+    # kopf does not cancel a timer that is mid-run when it stops; let running reconciles finish first.
+    state = operator_state(memo)
+    state.closing = True
+    for _ in range(int(CLOSE_GRACE_SECONDS / 0.1)):
+        if not state.in_flight:
+            break
+        await asyncio.sleep(0.1)
+    await state.kube.close()
 
 
 @kopf.on.resume(*JOBS)
