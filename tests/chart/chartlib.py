@@ -68,6 +68,7 @@ CUSTOM_VALUES: dict[str, Any] = {
         "reconcileInterval": 45,
         "trainerUid": 2000,
         "rendezvousPort": 29400,
+        "extraArgs": ["--log-format=json", "--verbose"],
         "trainerImage": {"repository": "acme/deeptrain-trainer", "tag": "1.2.3-cuda"},
         "serveImage": {"repository": "", "tag": "1.2.3"},
     },

@@ -126,6 +126,7 @@ def env_of(docs) -> dict[str, str]:
 def test_default_settings_reach_the_operator(default_docs):
     container = operator_container(default_docs)
     assert container["image"] == "deeptrain-operator:0.1.0"
+    assert "command" not in container and "args" not in container
     assert env_of(default_docs) == {
         "DEEPTRAIN_TRAINER_IMAGE": "deeptrain-trainer:0.1.0",
         "DEEPTRAIN_SERVE_IMAGE": "deeptrain-trainer:0.1.0",
@@ -141,6 +142,9 @@ def test_custom_settings_reach_the_operator(custom_docs):
     container = operator_container(custom_docs)
     assert container["image"] == "acme/deeptrain-operator:1.2.3"
     assert container["imagePullPolicy"] == "Always"
+    # appended to `kopf run` by `python -m deeptrain_operator`; the image's entrypoint stays in charge
+    assert "command" not in container
+    assert container["args"] == ["--log-format=json", "--verbose"]
     assert env_of(custom_docs) == {
         "DEEPTRAIN_TRAINER_IMAGE": "acme/deeptrain-trainer:1.2.3-cuda",
         # serveImage names only a tag: the trainer repository with that tag
@@ -237,3 +241,10 @@ def test_chart_and_image_versions_agree():
     assert chart["appVersion"] == "0.1.0"
     project = (ROOT / "pyproject.toml").read_text()
     assert f'version = "{chart["appVersion"]}"' in project, "appVersion is the project version the images are built from"
+
+
+def test_chart_defaults_match_the_operator_defaults(default_docs):
+    # Installing the chart without values must behave like the operator run without any settings.
+    settings_module = pytest.importorskip("deeptrain_operator.settings", reason="operator settings not written yet")
+    from_chart = settings_module.Settings.from_env(env_of(default_docs))
+    assert from_chart == settings_module.Settings()

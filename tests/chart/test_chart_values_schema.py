@@ -26,6 +26,7 @@ BAD_VALUES = {
     "invalid namespace name": ({"operator": {"watchNamespaces": ["Team_A"]}}, "watchNamespaces"),
     "duplicate namespace": ({"operator": {"watchNamespaces": ["a", "a"]}}, "watchNamespaces"),
     "root trainer uid": ({"operator": {"trainerUid": 0}}, "trainerUid"),
+    "extra args as string": ({"operator": {"extraArgs": "--verbose"}}, "extraArgs"),
     "privileged metrics port": ({"metrics": {"port": 80}}, "port"),
     "bad pull policy": ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
     "empty image repository": ({"image": {"repository": ""}}, "repository"),
@@ -54,11 +55,9 @@ def merged_with_defaults(values: dict) -> dict:
     return merge(yaml.safe_load((CHART / "values.yaml").read_text()), values)
 
 
-def check_jsonschema(tmp_path: Path, values: dict) -> subprocess.CompletedProcess[str]:
-    # check-jsonschema sees the file as a whole, as helm does after merging values.yaml under it.
-    instance = write_values(tmp_path, merged_with_defaults(values), "merged.yaml")
+def check_jsonschema(*instances: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CHECK_JSONSCHEMA), "--schemafile", str(SCHEMA), str(instance)],
+        [str(CHECK_JSONSCHEMA), "--schemafile", str(SCHEMA), "--output-format", "json", *map(str, instances)],
         capture_output=True, text=True, timeout=120,
     )
 
@@ -70,17 +69,24 @@ def test_schema_is_a_valid_json_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("values", [{}, CUSTOM_VALUES], ids=["defaults", "custom"])
-def test_good_values_pass_check_jsonschema(values, tmp_path):
-    result = check_jsonschema(tmp_path, values)
+def test_good_values_pass_check_jsonschema(tmp_path):
+    # check-jsonschema sees each file whole, as helm does after merging it over values.yaml.
+    files = [write_values(tmp_path, merged_with_defaults(v), f"{n}.yaml") for n, v in (("defaults", {}), ("custom", CUSTOM_VALUES))]
+    result = check_jsonschema(*files)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("values,field", BAD_VALUES.values(), ids=BAD_VALUES.keys())
-def test_check_jsonschema_refuses_bad_values(values, field, tmp_path):
-    result = check_jsonschema(tmp_path, values)
+def test_check_jsonschema_refuses_bad_values(tmp_path):
+    # One run over every bad file: each must be reported, with an error naming the bad field.
+    files = {name: write_values(tmp_path, merged_with_defaults(values), f"bad-{index}.yaml")
+             for index, (name, (values, _)) in enumerate(BAD_VALUES.items())}
+    result = check_jsonschema(*files.values())
     assert result.returncode != 0
-    assert field in result.stdout + result.stderr
+    errors = json.loads(result.stdout)["errors"]
+    for name, path in files.items():
+        field = BAD_VALUES[name][1]
+        reported = [e for e in errors if e["filename"] == str(path)]
+        assert any(field in e["path"] + e["message"] for e in reported), f"{name}: {reported}"
 
 
 def walk_objects(schema, path="$"):
