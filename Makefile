@@ -38,6 +38,7 @@ test: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/python -m deeptrain_operator.api.crdgen --write crds
+	cp crds/*.yaml charts/deeptrain-operator/crds/
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator trainer tests

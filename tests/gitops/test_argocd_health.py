@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-lua51 = pytest.importorskip("lupa.lua51", reason="no Lua 5.1 runtime: run `bash hack/install-lua.sh` (installs lupa)")
+lua51 = pytest.importorskip("lupa.lua51", reason="no Lua 5.1 runtime: install the dev extra (lupa)")
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGOCD = ROOT / "gitops" / "argocd"
