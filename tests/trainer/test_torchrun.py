@@ -84,9 +84,9 @@ CASES = [
     Case(catalog.VISUAL_SEGMENTER, "ResNext", "digits-segmentation", "annotations.jsonl", "jsonl", 0.1,
          "mean IoU over the 3 digit concepts: predicting background everywhere scores 0",
          {"batch_size": 16, "image_size": 64, "num_epochs": 6, "lrate": 0.05, "test_freq": 3}, plots=("sample_masks.png",)),
-    Case(catalog.VISUAL_DETECTOR, "InceptionV2", "shapes-detection", "annotations.json", "coco", 0.3,
+    Case(catalog.VISUAL_DETECTOR, "InceptionV2", "shapes-detection", "annotations.json", "coco", 0.5,
          "mAP at IoU 0.5 over circles, squares, triangles: boxes at random positions score near 0",
-         {"batch_size": 16, "image_size": 128, "num_epochs": 8, "lrate": 0.01, "test_freq": 4},
+         {"batch_size": 16, "image_size": 128, "num_epochs": 4, "lrate": 0.01, "test_freq": 2},
          plots=("precision_recall.png",)),
 ]
 
