@@ -23,6 +23,7 @@ from . import constants as c
 from . import kube as k
 from .api import DeepTrainingJob
 from .api.checks import validate_job
+from .api.job import DeepTrainingJobStatus
 from .settings import Settings
 from .status import (
     BaseModelState,
@@ -44,10 +45,12 @@ from .trainer_config import TrainerConfigError, build_trainer_config
 Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
 
-# The status fields the operator owns; `progress` is rank 0's and is never written here.
-OWNED_STATUS_FIELDS = ("observedGeneration", "phase", "hyperparameters", "conditions", "startTime",
-                       "completionTime", "attempt", "restarts", "workers", "model", "metric", "message",
-                       c.STATUS_SPEC_HASH)
+# The status fields the operator owns; `progress` is rank 0's and is never written here. Only those the
+# API's status schema declares: the apiserver prunes the others, and they would look changed forever.
+OWNED_STATUS_FIELDS = tuple(
+    name for name in ("observedGeneration", "phase", "hyperparameters", "conditions", "startTime", "completionTime",
+                      "attempt", "restarts", "workers", "model", "metric", "message", c.STATUS_SPEC_HASH)
+    if name in DeepTrainingJobStatus.model_fields)
 # How soon to look again while waiting on something no watch event announces (another job's model).
 WAIT_DELAY_SECONDS = 10.0
 
