@@ -1,0 +1,233 @@
+"""The workflow HTTP service on 127.0.0.1: predict, search, clusters, probes, metrics and its OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
+from deeptrain_trainer.workflow.index import Index
+from deeptrain_trainer.workflow.models import models_dir_resolver
+from deeptrain_trainer.workflow.server import Loaded, create_app
+from PIL import Image
+
+from .conftest import CROP_GRAPH, noise_image, workflow_of
+
+READY_WAIT_SECONDS = 120
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64(image: Image.Image) -> str:
+    return base64.b64encode(png_bytes(image)).decode()
+
+
+@contextlib.asynccontextmanager
+async def serving(loader: Callable[[], Loaded], **options) -> AsyncIterator[str]:
+    runner = web.AppRunner(create_app(loader, **options))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> dict:
+    for _ in range(READY_WAIT_SECONDS * 10):
+        async with session.get(f"{base}/readyz") as response:
+            if response.status == 200:
+                return await response.json()
+        await asyncio.sleep(0.1)
+    raise AssertionError("the service never became ready")
+
+
+@pytest.fixture(scope="module")
+def crop_runner(untrained_models) -> WorkflowRunner:
+    return WorkflowRunner(workflow_of(CROP_GRAPH), models_dir_resolver(untrained_models))
+
+
+@pytest.fixture(scope="module")
+def crop_index(crop_runner) -> Index:
+    """Rows embedding the regions of a few noise images, two concepts alternating."""
+    outputs = crop_runner.run([GraphInput(name=f"/data/{i}.png", image=noise_image(64, 64, i)) for i in range(4)])
+    vectors, items = [], []
+    for output in outputs:
+        for position, entry in enumerate(output["nodes"]["embed"]):
+            vectors.append(entry["embedding"])
+            items.append({"id": f"{output['input']}#{position}", "input": output["input"],
+                          "concepts": [("circle", "square")[len(items) % 2]], "region": entry["region"]})
+    return Index(np.asarray(vectors, dtype=np.float32), items, embed_node="embed")
+
+
+async def test_probes_follow_loading_and_predict_matches_the_runner(crop_runner):
+    release = threading.Event()
+
+    def slow_loader() -> Loaded:
+        release.wait()
+        return Loaded(crop_runner)
+
+    image = noise_image(80, 60, 7)
+    async with serving(slow_loader) as base, aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{base}/readyz") as response:
+            assert response.status == 503
+        async with session.post(f"{base}/v1/predict", json={"inputs": [{"image": {"base64": b64(image)}}]}) as response:
+            assert response.status == 503
+        release.set()
+        ready = await wait_ready(session, base)
+        assert set(ready["models"]) == {"detect", "embed"}
+
+        async with session.post(f"{base}/v1/predict", json={"inputs": [{"image": {"base64": b64(image)}}]}) as response:
+            assert response.status == 200
+            body = await response.json()
+    expected = crop_runner.run([GraphInput(name="inputs[0].image", image=image)])
+    assert body["outputs"] == expected
+    assert body["models"] == ready["models"]
+
+
+async def test_multipart_predict_names_outputs_by_file(crop_runner):
+    form = aiohttp.FormData()
+    form.add_field("image", png_bytes(noise_image(64, 64, 1)), filename="first.png", content_type="image/png")
+    form.add_field("image", png_bytes(noise_image(64, 64, 2)), filename="second.png", content_type="image/png")
+    async with serving(lambda: Loaded(crop_runner)) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.post(f"{base}/v1/predict", data=form) as response:
+            assert response.status == 200
+            body = await response.json()
+    assert [output["input"] for output in body["outputs"]] == ["first.png", "second.png"]
+    assert all(set(output["nodes"]) == {"detect", "crop", "embed"} for output in body["outputs"])
+
+
+async def test_bad_inputs_are_400_naming_the_field(crop_runner, tmp_path):
+    image_path = tmp_path / "allowed" / "a.png"
+    image_path.parent.mkdir()
+    noise_image(64, 64, 3).save(image_path)
+    async with serving(lambda: Loaded(crop_runner), allowed_uri_prefixes=[str(tmp_path / "allowed")]) as base, \
+            aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        cases = [
+            ({"inputs": [{"image": {"base64": "not base64!"}}]}, "inputs[0].image.base64"),
+            ({"inputs": [{"image": {"uri": "/etc/passwd"}}]}, "outside the locations"),
+            ({"inputs": [{"text": "hello"}]}, "image inputs"),
+            ({"inputs": [{"image": {"base64": b64(noise_image(8, 8, 0))}}] * 33}, "at most 32"),
+            ({"images": []}, "inputs"),
+        ]
+        for body, message in cases:
+            async with session.post(f"{base}/v1/predict", json=body) as response:
+                assert response.status == 400, body
+                assert message in (await response.json())["error"]["message"]
+        async with session.post(f"{base}/v1/predict", json={"inputs": [{"image": {"uri": str(image_path)}}]}) as response:
+            assert response.status == 200
+            assert (await response.json())["outputs"][0]["input"] == str(image_path)
+
+
+async def test_search_by_vector_and_by_image(crop_runner, crop_index):
+    async with serving(lambda: Loaded(crop_runner, crop_index), index_expected=True) as base, \
+            aiohttp.ClientSession() as session:
+        ready = await wait_ready(session, base)
+        assert ready["index"] == {"size": crop_index.size, "version": crop_index.version}
+        stored = crop_index.vectors[3].tolist()
+        async with session.post(f"{base}/v1/search", json={"vector": stored, "k": 3}) as response:
+            assert response.status == 200
+            body = await response.json()
+        neighbours = body["results"][0]["neighbours"]
+        assert neighbours[0]["id"] == crop_index.items[3]["id"] and neighbours[0]["score"] == pytest.approx(1.0, abs=1e-4)
+        assert [n["distance"] for n in neighbours] == sorted(n["distance"] for n in neighbours) and len(neighbours) == 3
+
+        image = noise_image(64, 64, 2)  # one of the indexed images: each of its regions finds itself first
+        async with session.post(f"{base}/v1/search", json={"image": {"base64": b64(image)}, "k": 2}) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["results"], "the detector with threshold 0 finds regions"
+        for result in body["results"]:
+            assert result["neighbours"][0]["input"] == "/data/2.png"
+            assert result["neighbours"][0]["region"]["box"] == pytest.approx(result["region"]["box"], abs=1e-3)
+
+        async with session.post(f"{base}/v1/search", json={"vector": [1.0, 2.0], "k": 3}) as response:
+            assert response.status == 400
+            assert "dimensions" in (await response.json())["error"]["message"]
+
+
+async def test_clusters_cover_the_index(crop_runner, crop_index):
+    async with serving(lambda: Loaded(crop_runner, crop_index), index_expected=True) as base, \
+            aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.post(f"{base}/v1/clusters", json={"k": 2}) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert len(body["clusters"]) == 2
+        members = [member for cluster in body["clusters"] for member in cluster["members"]]
+        assert sorted(members) == sorted(item["id"] for item in crop_index.items)
+        assert sum(sum(cluster["concepts"].values()) for cluster in body["clusters"]) == crop_index.size
+        async with session.post(f"{base}/v1/clusters", json={"k": crop_index.size + 1}) as response:
+            assert response.status == 400
+
+
+async def test_search_without_an_index_is_a_conflict(crop_runner):
+    async with serving(lambda: Loaded(crop_runner)) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.post(f"{base}/v1/search", json={"vector": [0.0], "k": 1}) as response:
+            assert response.status == 409
+            assert "spec.index" in (await response.json())["error"]["message"]
+
+
+async def test_a_failed_load_fails_liveness_and_readiness():
+    def broken() -> Loaded:
+        raise FileNotFoundError("no model.json in /models/detector")
+
+    async with serving(broken) as base, aiohttp.ClientSession() as session:
+        for _ in range(READY_WAIT_SECONDS * 10):
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 500:
+                    assert "no model.json" in (await response.json())["error"]
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("liveness never reported the failed load")
+        async with session.get(f"{base}/readyz") as response:
+            assert response.status == 503
+
+
+async def test_metrics_count_requests_and_time_them(crop_runner):
+    async with serving(lambda: Loaded(crop_runner)) as base, aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        for _ in range(2):
+            async with session.post(f"{base}/v1/predict", json={"inputs": [{"image": {"base64": b64(noise_image(32, 32, 0))}}]}):
+                pass
+        async with session.post(f"{base}/v1/predict", json={"nope": 1}):
+            pass
+        async with session.get(f"{base}/metrics") as response:
+            assert response.status == 200 and response.content_type == "text/plain"
+            text = await response.text()
+    assert 'deeptrain_workflow_requests_total{code="200",method="POST",route="/v1/predict"} 2.0' in text
+    assert 'deeptrain_workflow_requests_total{code="400",method="POST",route="/v1/predict"} 1.0' in text
+    assert 'deeptrain_workflow_request_duration_seconds_count{method="POST",route="/v1/predict"} 3.0' in text
+    assert 'deeptrain_workflow_request_duration_seconds_bucket{le="+Inf",method="POST",route="/v1/predict"} 3.0' in text
+
+
+async def test_openapi_document_is_valid_and_lists_the_routes(crop_runner):
+    validator = pytest.importorskip("openapi_spec_validator")
+    async with serving(lambda: Loaded(crop_runner), workflow_name="shoe-search") as base, \
+            aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/openapi.json") as response:
+            document = await response.json()
+    validator.validate(document)
+    assert document["openapi"].startswith("3.")
+    assert {"/v1/predict", "/v1/search", "/v1/clusters", "/healthz", "/readyz", "/metrics"} <= set(document["paths"])
+    assert "shoe-search" in document["info"]["title"]

@@ -1,0 +1,82 @@
+"""`python -m deeptrain_trainer.serve`: a Workflow's HTTP service (predict, search, clusters), in a pod or here.
+
+    python -m deeptrain_trainer.serve --workflow workflow.yaml --models ./models [--index ./models/index]
+    python -m deeptrain_trainer.serve --workflow /etc/deeptrain/workflow.json \\
+        --model detect=/mnt/pvc/models/detector --model embed=/mnt/pvc/models/embedder --index /mnt/pvc/...
+
+Model directories: `--model NODE=DIR` pins a node (the operator passes one per model node);
+`--models DIR` resolves `deepTrainingJob: NAME` nodes to DIR/NAME for the rest. Every option can
+also come from the environment: DEEPTRAIN_WORKFLOW, DEEPTRAIN_MODELS_DIR, DEEPTRAIN_WORKFLOW_MODELS
+(a JSON object node -> directory), DEEPTRAIN_INDEX, DEEPTRAIN_SERVE_HOST, DEEPTRAIN_SERVE_PORT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .workflow import contract
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m deeptrain_trainer.serve", description=__doc__.splitlines()[0])
+    parser.add_argument(contract.ARG_WORKFLOW, default=env.get("DEEPTRAIN_WORKFLOW"),
+                        help="Workflow manifest (YAML or JSON).")
+    parser.add_argument("--models", default=env.get("DEEPTRAIN_MODELS_DIR"),
+                        help="Directory holding one model directory per deepTrainingJob name.")
+    parser.add_argument(contract.ARG_MODEL, action="append", default=[], metavar="NODE=DIR",
+                        help="Model directory of one node (repeat per node).")
+    parser.add_argument(contract.ARG_INDEX, default=env.get("DEEPTRAIN_INDEX"),
+                        help="Index directory written by `deeptrain index`: enables /v1/search and /v1/clusters.")
+    parser.add_argument("--host", default=env.get("DEEPTRAIN_SERVE_HOST", "0.0.0.0"))  # noqa: S104 (a pod's port)
+    parser.add_argument(contract.ARG_PORT, type=int, default=int(env.get("DEEPTRAIN_SERVE_PORT", contract.SERVE_PORT)))
+    parser.add_argument(contract.ARG_ALLOW_URI_PREFIX, action="append", default=[], metavar="PREFIX",
+                        help="Let requests name images by a URI under this prefix (repeatable); "
+                             "by default images must be sent inline.")
+    args = parser.parse_args(argv)
+    if not args.workflow:
+        parser.error(f"{contract.ARG_WORKFLOW} (or DEEPTRAIN_WORKFLOW) is required")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args = parse_args(argv)
+
+    from aiohttp import web
+
+    from .workflow.errors import WorkflowError
+    from .workflow.manifest import load_workflow
+    from .workflow.models import models_dir_resolver, parse_model_map, pinned_resolver
+    from .workflow.server import Loaded, create_app
+
+    try:
+        workflow = load_workflow(args.workflow)
+        pinned = json.loads(os.environ.get("DEEPTRAIN_WORKFLOW_MODELS", "{}")) | parse_model_map(args.model)
+    except (WorkflowError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    resolver = pinned_resolver(pinned, models_dir_resolver(Path(args.models)) if args.models else None)
+
+    def load() -> Loaded:
+        from .workflow.graph import WorkflowRunner
+        from .workflow.index import load_index
+
+        runner = WorkflowRunner(workflow, resolver)
+        return Loaded(runner, load_index(Path(args.index)) if args.index else None)
+
+    app = create_app(load, index_expected=bool(args.index), allowed_uri_prefixes=args.allow_uri_prefix,
+                     workflow_name=workflow.metadata.name or "")
+    web.run_app(app, host=args.host, port=args.port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The Workflow runtime: run an inference graph over trained models, index a dataset with it, serve both.
+
+    workflow = load_workflow("workflow.yaml")                              # .manifest
+    runner = WorkflowRunner(workflow, models_dir_resolver(Path("models"))) # .graph, .models (DIR/<job>/model.json)
+    outputs = runner.run([GraphInput(name="a.png", image=Image.open("a.png"))])
+    index = build_index(runner, read_dataset(uri, "imagefolder"))         # .indexing: one row per embedding
+    index.save(Path("models/index")); index.search(vector, k=5)           # .index
+    clusters = kmeans(index, k=8, seed=0)                                  # .kmeans
+
+`deeptrain workflow run`, `deeptrain index` and `deeptrain search` are thin shells over these;
+`python -m deeptrain_trainer.serve` runs the HTTP service (.server). The package itself imports
+nothing, so that the operator (no torch) can read the pod contract in .contract.
+"""

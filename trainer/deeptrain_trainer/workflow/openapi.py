@@ -1,0 +1,125 @@
+"""The OpenAPI 3 description the service returns at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .inputs import MAX_INPUTS
+
+OPENAPI_VERSION = "3.0.3"
+
+_BOX = {"type": "object", "description": "Normalised to the input image: fractions of its height and width.",
+        "properties": {side: {"type": "number", "minimum": 0, "maximum": 1}
+                       for side in ("top_row", "left_col", "bottom_row", "right_col")}}
+_IMAGE_REF = {"type": "object", "description": "Exactly one of base64 (the encoded file) or uri (a location the "
+                                               "server was allowed to read with --allow-uri-prefix).",
+              "properties": {"base64": {"type": "string", "format": "byte"}, "uri": {"type": "string"}}}
+_ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {"message": {"type": "string"}}}}}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    reasons = {"400": "The request is malformed; the message names the field.",
+               "409": "This workflow serves no index.",
+               "413": "The body is larger than the server accepts.",
+               "503": "The models are still loading, or failed to load."}
+    return {code: _json({"$ref": "#/components/schemas/Error"}, reasons[code]) for code in codes}
+
+
+def openapi_document(workflow_name: str = "") -> dict[str, Any]:
+    title = f"deeptrain workflow {workflow_name}".strip()
+    schemas = {
+        "Error": _ERROR,
+        "Box": _BOX,
+        "ImageRef": _IMAGE_REF,
+        "Region": {"type": "object", "properties": {"box": {"$ref": "#/components/schemas/Box"},
+                                                    "concept": {"type": "string"}, "score": {"type": "number"}}},
+        "Input": {"type": "object", "description": "Exactly one of image or text.",
+                  "properties": {"image": {"$ref": "#/components/schemas/ImageRef"}, "text": {"type": "string"}}},
+        "PredictRequest": {"type": "object", "required": ["inputs"], "properties": {"inputs": {
+            "type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": {"$ref": "#/components/schemas/Input"}}}},
+        "PredictResponse": {"type": "object", "properties": {
+            "outputs": {"type": "array", "items": {"type": "object", "properties": {
+                "input": {"type": "string"},
+                "nodes": {"type": "object", "description": "Node id -> one entry per item the node consumed: "
+                                                           "regions (detector), region + cropBox (image-crop), "
+                                                           "embedding (embedder), or the model's prediction.",
+                          "additionalProperties": {"type": "array", "items": {"type": "object"}}}}}},
+            "models": {"type": "object", "description": "Node id -> model version.",
+                       "additionalProperties": {"type": "string", "nullable": True}}}},
+        "SearchRequest": {"type": "object", "description": "Exactly one of image or vector.", "properties": {
+            "image": {"$ref": "#/components/schemas/ImageRef"},
+            "vector": {"type": "array", "items": {"type": "number"}},
+            "k": {"type": "integer", "minimum": 1, "default": 5},
+            "metric": {"type": "string", "enum": ["cosine", "euclidean"]}}},
+        "Neighbour": {"type": "object", "properties": {
+            "id": {"type": "string"}, "input": {"type": "string"},
+            "concepts": {"type": "array", "items": {"type": "string"}},
+            "region": {"$ref": "#/components/schemas/Region"},
+            "distance": {"type": "number"}, "score": {"type": "number", "description": "Cosine similarity."}}},
+        "SearchResponse": {"type": "object", "properties": {
+            "metric": {"type": "string"}, "k": {"type": "integer"},
+            "index": {"type": "object", "properties": {"size": {"type": "integer"}, "version": {"type": "string"}}},
+            "results": {"type": "array", "description": "One per query embedding (one per detected region when the "
+                                                        "graph embeds crops).",
+                        "items": {"type": "object", "properties": {
+                            "region": {"$ref": "#/components/schemas/Region"},
+                            "neighbours": {"type": "array", "items": {"$ref": "#/components/schemas/Neighbour"}}}}}}},
+        "ClustersRequest": {"type": "object", "required": ["k"], "properties": {
+            "k": {"type": "integer", "minimum": 1}, "seed": {"type": "integer", "minimum": 0, "default": 0}}},
+        "ClustersResponse": {"type": "object", "properties": {
+            "k": {"type": "integer"}, "seed": {"type": "integer"}, "inertia": {"type": "number"},
+            "iterations": {"type": "integer"},
+            "clusters": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "size": {"type": "integer"},
+                "members": {"type": "array", "items": {"type": "string"}},
+                "concepts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "centroid": {"type": "array", "items": {"type": "number"}}}}}}},
+    }
+    multipart_images = {"type": "object", "properties": {
+        "image": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "text": {"type": "array", "items": {"type": "string"}}}}
+    multipart_search = {"type": "object", "properties": {
+        "image": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "metric": {"type": "string"}}}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": title, "version": "v1",
+                 "description": "Run the workflow's graph, search its index and cluster it."},
+        "paths": {
+            "/v1/predict": {"post": {
+                "summary": "Run the graph on images or texts.", "operationId": "predict",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
+                    "multipart/form-data": {"schema": multipart_images}}},
+                "responses": {"200": _json({"$ref": "#/components/schemas/PredictResponse"}, "Outputs per input."),
+                              **_errors("400", "413", "503")}}},
+            "/v1/search": {"post": {
+                "summary": "Nearest indexed items to an image or a vector.", "operationId": "search",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
+                    "multipart/form-data": {"schema": multipart_search}}},
+                "responses": {"200": _json({"$ref": "#/components/schemas/SearchResponse"}, "Neighbours, nearest first."),
+                              **_errors("400", "409", "413", "503")}}},
+            "/v1/clusters": {"post": {
+                "summary": "k-means clusters of the indexed items.", "operationId": "clusters",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ClustersRequest"}}}},
+                "responses": {"200": _json({"$ref": "#/components/schemas/ClustersResponse"}, "The clusters."),
+                              **_errors("400", "409", "503")}}},
+            "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz", "responses": {
+                "200": _json({"type": "object"}, "The process is alive."),
+                "500": _json({"type": "object"}, "Loading failed; restart the process.")}}},
+            "/readyz": {"get": {"summary": "Readiness: models (and index) loaded.", "operationId": "readyz",
+                                "responses": {"200": _json({"type": "object"}, "Ready, with the model versions."),
+                                              "503": _json({"type": "object"}, "Not ready yet.")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics", "responses": {
+                "200": {"description": "Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi", "responses": {
+                "200": _json({"type": "object"}, "OpenAPI 3 description.")}}},
+        },
+        "components": {"schemas": schemas},
+    }
