@@ -113,5 +113,81 @@ def data_make(
     typer.echo(summary)
 
 
+workflow_app = typer.Typer(help="Workflows: inference graphs over trained models.", no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+
+_MODELS_HELP = "Directory holding one model directory per job: deepTrainingJob NAME reads DIR/NAME (each `deeptrain run --output`)."
+_MODEL_HELP = "NODE=DIR: the model directory of one node (repeatable; overrides --models for that node)."
+
+
+def _workflow_failure(error: Exception) -> typer.Exit:
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(1)
+
+
+@workflow_app.command("run")
+def workflow_run(
+    workflow_file: Path = typer.Argument(..., help="A Workflow manifest."),
+    inputs: list[str] = typer.Argument(..., help="Image files or URIs (texts, for a text workflow)."),
+    models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
+    model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
+) -> None:
+    """Run a Workflow's graph on inputs with local models; print each input's node outputs as JSON."""
+    from deeptrain_trainer.workflow.commands import run_workflow
+    from deeptrain_trainer.workflow.errors import WorkflowError
+
+    try:
+        results = run_workflow(workflow_file, inputs, models, model)
+    except WorkflowError as error:
+        raise _workflow_failure(error) from None
+    json.dump(results, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@app.command("index")
+def index_command(
+    workflow_file: Path = typer.Argument(..., help="A Workflow manifest with spec.index."),
+    models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
+    model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Index directory (default: MODELS/index)."),
+    node: str | None = typer.Option(None, "--node", help="The embedder node to index (default: the only one)."),
+) -> None:
+    """Embed spec.index.dataset with the Workflow's graph and write a search index (vectors, items, index.json)."""
+    import logging
+
+    from deeptrain_trainer.workflow.commands import index_dataset
+    from deeptrain_trainer.workflow.errors import WorkflowError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        index, written = index_dataset(workflow_file, models, model, output, node)
+    except WorkflowError as error:
+        raise _workflow_failure(error) from None
+    typer.echo(f"indexed {index.size} items ({index.dim} dimensions, {index.metric}) into {written}; "
+               f"version {index.version}")
+
+
+@app.command("search")
+def search_command(
+    image: str = typer.Argument(..., help="The query image (a path or URI)."),
+    workflow_file: Path = typer.Option(..., "--workflow", help="The Workflow the index was built with."),
+    index: Path = typer.Option(..., "--index", help="The index directory `deeptrain index` wrote."),
+    models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
+    model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
+    k: int = typer.Option(5, "-k", "--k", min=1, help="Neighbours per query embedding."),
+    metric: str | None = typer.Option(None, "--metric", help="cosine or euclidean (default: the index's)."),
+) -> None:
+    """Nearest indexed items to each embedding the graph makes of IMAGE (one per detected region), as JSON."""
+    from deeptrain_trainer.workflow.commands import search_image
+    from deeptrain_trainer.workflow.errors import WorkflowError
+
+    try:
+        results = search_image(workflow_file, models, model, index, image, k, metric)  # type: ignore[arg-type]
+    except WorkflowError as error:
+        raise _workflow_failure(error) from None
+    json.dump(results, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
