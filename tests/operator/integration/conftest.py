@@ -6,6 +6,7 @@ They play the Job controller and kubelet only through JobPlayer and observe only
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,5 +59,27 @@ def wait_trainer_job(kube: KubeClient, namespace: str) -> Callable[..., Awaitabl
                                     timeout=timeout, what=f"attempt {attempt}'s Job")
         assert found is not None
         return found
+
+    return wait
+
+
+@pytest.fixture
+def wait_event(kube: KubeClient, namespace: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Wait for an Event about the job with `reason` (kopf posts events in the background)."""
+
+    async def wait(name: str, reason: str, timeout: float = 30) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        async def poll() -> bool:
+            found[:] = [e for e in await kube.events(namespace, name) if e["reason"] == reason]
+            return bool(found)
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await poll():
+            if asyncio.get_running_loop().time() > deadline:
+                reasons = [e["reason"] for e in await kube.events(namespace, name)]
+                pytest.fail(f"no {reason} event about {name} within {timeout}s; events: {reasons}", pytrace=False)
+            await asyncio.sleep(0.1)
+        return found[-1]
 
     return wait

@@ -10,7 +10,7 @@ MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="abcdefabcdef",
 
 
 async def test_retryable_failure_restarts_the_gang_as_attempt_two(kube, namespace, operator, job_player, wait_job,
-                                                                  wait_trainer_job):
+                                                                  wait_trainer_job, wait_event):
     await kube.create(job_manifest("shoes", namespace))
     first = await wait_trainer_job("shoes")
     await job_player.start_pods(first)
@@ -34,12 +34,12 @@ async def test_retryable_failure_restarts_the_gang_as_attempt_two(kube, namespac
     done = await wait_job("shoes", type="Succeeded")
     assert (done["status"]["attempt"], done["status"]["restarts"]) == (2, 1)
     assert done["status"]["model"]["version"] == MODEL.version
-    reasons = [event["reason"] for event in await kube.events(namespace, "shoes")]
-    assert "Restarting" in reasons
+    restarting_event = await wait_event("shoes", "Restarting")
+    assert restarting_event["type"] == "Warning" and "OOMKilled" in restarting_event["message"]
 
 
 async def test_permanent_failure_fails_at_once_without_restart(kube, namespace, operator, job_player, wait_job,
-                                                               wait_trainer_job):
+                                                               wait_trainer_job, wait_event):
     await kube.create(job_manifest("shoes", namespace))
     job = await wait_trainer_job("shoes")
     await job_player.start_pods(job)
@@ -52,8 +52,8 @@ async def test_permanent_failure_fails_at_once_without_restart(kube, namespace, 
     assert (failed["status"]["attempt"], failed["status"]["restarts"]) == (1, 0)
     await kube.wait_deleted("batch/v1", "Job", "shoes-1", namespace)
     assert await kube.get_or_none("batch/v1", "Job", "shoes-2", namespace) is None
-    warnings = [e for e in await kube.events(namespace, "shoes") if e["reason"] == "Failed"]
-    assert warnings and warnings[-1]["type"] == "Warning"
+    failed_event = await wait_event("shoes", "Failed")
+    assert failed_event["type"] == "Warning" and "InvalidDataset" in failed_event["message"]
 
 
 async def test_exhausted_backoff_fails_and_leaves_nothing_running(kube, namespace, operator, job_player, wait_job,

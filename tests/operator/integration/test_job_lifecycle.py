@@ -31,7 +31,7 @@ async def test_created_job_gets_its_children(kube, namespace, operator, wait_tra
 
 
 async def test_running_then_succeeded_with_the_model_recorded(kube, namespace, operator, job_player, wait_job,
-                                                               wait_trainer_job):
+                                                               wait_trainer_job, wait_event):
     await kube.create(job_manifest("shoes", namespace))
     job = await wait_trainer_job("shoes")
     await job_player.start_pods(job)
@@ -55,9 +55,8 @@ async def test_running_then_succeeded_with_the_model_recorded(kube, namespace, o
     assert done["status"]["progress"] == progress
     assert_condition(done, "Running", "False")
 
-    reasons = [event["reason"] for event in await kube.events(namespace, "shoes")]
-    assert {"Running", "Succeeded"} <= set(reasons)
-    succeeded = next(e for e in await kube.events(namespace, "shoes") if e["reason"] == "Succeeded")
+    await wait_event("shoes", "Running")
+    succeeded = await wait_event("shoes", "Succeeded")
     assert "accuracy=0.962" in succeeded["message"]
 
 

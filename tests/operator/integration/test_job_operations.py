@@ -24,7 +24,7 @@ async def run_to_success(kube, namespace, job_player, wait_job, wait_trainer_job
 
 
 async def test_suspend_stops_the_pods_and_resume_runs_them_again(kube, namespace, operator, job_player, wait_job,
-                                                                  wait_trainer_job):
+                                                                  wait_trainer_job, wait_event):
     created = await kube.create(job_manifest("shoes", namespace))
     job = await wait_trainer_job("shoes")
     await job_player.start_pods(job)
@@ -47,8 +47,8 @@ async def test_suspend_stops_the_pods_and_resume_runs_them_again(kube, namespace
     resumed = await wait_job("shoes", type="Running")
     assert find_condition(resumed, "Suspended")["reason"] == "JobResumed"
     assert resumed["status"]["attempt"] == 1
-    reasons = [event["reason"] for event in await kube.events(namespace, "shoes")]
-    assert {"Suspended", "Resumed"} <= set(reasons)
+    await wait_event("shoes", "Suspended")
+    await wait_event("shoes", "Resumed")
 
 
 async def test_kueue_admits_by_unsuspending_the_job(kube, namespace, operator, job_player, wait_job,
@@ -96,7 +96,7 @@ async def test_deleting_the_job_removes_its_children(kube, namespace, operator, 
 
 
 async def test_a_deleted_child_is_recreated_without_restarting_the_gang(kube, namespace, operator, job_player,
-                                                                        wait_job, wait_trainer_job):
+                                                                        wait_job, wait_trainer_job, wait_event):
     await kube.create(job_manifest("shoes", namespace))
     job = await wait_trainer_job("shoes")
     await job_player.start_pods(job)
@@ -110,8 +110,8 @@ async def test_a_deleted_child_is_recreated_without_restarting_the_gang(kube, na
     assert recreated["spec"]["clusterIP"] == "None"
     status = (await kube.get(API_VERSION, KIND, "shoes", namespace))["status"]
     assert (status["attempt"], status["restarts"], status["phase"]) == (1, 0, "Running")
-    warnings = [e for e in await kube.events(namespace, "shoes") if e["reason"] == "ChildRecreated"]
-    assert warnings and warnings[0]["type"] == "Warning" and "Service shoes" in warnings[0]["message"]
+    warning = await wait_event("shoes", "ChildRecreated")
+    assert warning["type"] == "Warning" and "Service shoes" in warning["message"]
 
 
 async def test_editing_a_finished_job_retrains_it(kube, namespace, operator, job_player, wait_job, wait_trainer_job):
