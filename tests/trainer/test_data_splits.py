@@ -140,3 +140,12 @@ def test_load_splits_over_an_object_store_filesystem() -> None:
     splits = load_splits(config("memory://splits-test/data.jsonl", dataset_format="jsonl", validation_fraction=0.34))
     assert (len(splits.train), len(splits.validation), splits.concepts) == (4, 2, ["a", "b"])
     assert all(r.uri.startswith("memory://") for r in splits.train)
+
+
+def test_spec_concepts_subset_trains_only_those_concepts(tmp_path: Path) -> None:
+    root = imagefolder(tmp_path / "data", {"boot": 10, "sandal": 10, "sneaker": 10})
+    splits = load_splits(config(root, concepts=["sneaker", "boot"], validation_fraction=0.2))
+    assert splits.concepts == ["sneaker", "boot"]
+    seen = {concept for record in splits.train + splits.validation for concept in record.concepts}
+    assert seen == {"boot", "sneaker"}
+    assert len(splits.train) + len(splits.validation) == 20

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -37,6 +37,33 @@ def record_labels(record: Record, model_type: str) -> list[str]:
     if isinstance(record, ImageRecord) and model_type == catalog.VISUAL_SEGMENTER:
         return record.mask_concepts
     return record.concepts
+
+
+def restrict_to_concepts(records: Sequence[Record], concepts: Collection[str] | None, model_type: str) -> list[Record]:
+    """Keep only what teaches `spec.concepts` (every record when it is not given).
+
+    Labels of other concepts are dropped; an input left with no concept at all is dropped for the
+    classifying types, while detector and segmenter images keep their pixels as background.
+    Anomaly datasets are never filtered: their concepts only say normal or anomalous.
+    """
+    if not concepts or model_type == catalog.VISUAL_ANOMALY_HEATMAP:
+        return list(records)
+    allowed = set(concepts)
+    kept: list[Record] = []
+    for record in records:
+        record = replace(record, concepts=[c for c in record.concepts if c in allowed],
+                         negative_concepts=[c for c in record.negative_concepts if c in allowed])
+        if isinstance(record, ImageRecord):
+            boxes = [(box, c) for box, c in zip(record.boxes, record.box_concepts, strict=True) if c in allowed]
+            masks = [(mask, c) for mask, c in zip(record.masks, record.mask_concepts, strict=True) if c in allowed]
+            record = replace(record, boxes=[b for b, _ in boxes], box_concepts=[c for _, c in boxes],
+                             masks=[m for m, _ in masks], mask_concepts=[c for _, c in masks])
+            if model_type in (catalog.VISUAL_DETECTOR, catalog.VISUAL_SEGMENTER):
+                kept.append(record)
+                continue
+        if record.concepts or record.negative_concepts:
+            kept.append(record)
+    return kept
 
 
 def split_by_fraction(records: Sequence[RecordT], fraction: float, seed: int,
@@ -92,10 +119,12 @@ def load_splits(config: TrainerConfig) -> Splits:
     model_type = config.modelType
     dataset = config.dataset
     anomaly = model_type == catalog.VISUAL_ANOMALY_HEATMAP
-    records = read_records(dataset.uri, dataset.format, model_type, config.concepts)
+    records = restrict_to_concepts(read_records(dataset.uri, dataset.format, model_type, None), config.concepts,
+                                   model_type)
     if dataset.validation_uri is not None:
         train = list(records)
-        validation = read_records(dataset.validation_uri, dataset.format, model_type, config.concepts)
+        validation = restrict_to_concepts(read_records(dataset.validation_uri, dataset.format, model_type, None),
+                                          config.concepts, model_type)
         if anomaly:
             train = [r for r in train if isinstance(r, ImageRecord) and not r.is_anomalous]
     else:
