@@ -131,4 +131,3 @@ EVENT_RETRAINING: Final = "Retraining"
 EVENT_CHILDREN_DELETED: Final = "ChildrenDeleted"
 
 # Pod hostnames are `<name>-<attempt>-<index>` and must fit a 63-character DNS label.
-MAX_JOB_NAME_LENGTH: Final = 50

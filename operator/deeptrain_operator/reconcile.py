@@ -104,16 +104,6 @@ async def observe(kube: k.KubeClient, job: DeepTrainingJob) -> Children:
     )
 
 
-def operator_problems(job: DeepTrainingJob) -> list[tuple[str, str]]:
-    """The API's checks plus the operator's own: names must leave room for `-<attempt>-<index>`."""
-    problems = list(validate_job(job))
-    name = job.metadata.name or ""
-    if len(name) > c.MAX_JOB_NAME_LENGTH:
-        problems.append(("metadata.name", f"is {len(name)} characters; at most {c.MAX_JOB_NAME_LENGTH} leave room "
-                                          "for the pods' hostnames (<name>-<attempt>-<index>); rename the job"))
-    return problems
-
-
 async def base_model_state(kube: k.KubeClient, job: DeepTrainingJob) -> BaseModelState | None:
     base = job.spec.baseModel
     if base is None or not base.deepTrainingJob:
@@ -178,7 +168,7 @@ async def _reconcile(kube: k.KubeClient, settings: Settings, namespace: str, nam
         raise kopf.PermanentError(f"invalid spec: {problems[0][0]}: {problems[0][1]}") from None
 
     children = await observe(kube, job)
-    problems = operator_problems(job)
+    problems = validate_job(job)
     run_hash = builders.spec_hash(job)
     config = _config_of_current_run(children.config_map, job.metadata.uid, run_hash)
     base: BaseModelState | None = None

@@ -7,6 +7,7 @@ import re
 from deeptrain_trainer import catalog
 
 from .job import DeepTrainingJob
+from .rules import MAX_JOB_NAME_LENGTH
 from .workflow import Workflow
 
 Problem = tuple[str, str]  # (field path, "what is wrong; how to fix it")
@@ -21,10 +22,11 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
     problems: list[Problem] = list(
         catalog.check_hyperparameters(spec.modelType, spec.template, spec.hyperparameters.to_dict()))
     name = job.metadata.name or ""
-    if not _DNS_LABEL.match(name) or len(name) > 63:
+    if not _DNS_LABEL.match(name) or len(name) > MAX_JOB_NAME_LENGTH:
         # The name becomes the rendezvous Service and the pods' hostnames.
         problems.append(("metadata.name", f"{name!r} must be a DNS label (lowercase letters, digits and '-', "
-                                          "starting with a letter, at most 63 characters); rename the job"))
+                                          f"starting with a letter, at most {MAX_JOB_NAME_LENGTH} characters "
+                                          "to leave room for <name>-<attempt>-<index> pod hostnames); rename the job"))
     if spec.baseModel is not None and spec.baseModel.deepTrainingJob == name:
         problems.append(("spec.baseModel.deepTrainingJob", "a job cannot warm-start from its own model; "
                                                            "name another DeepTrainingJob or give baseModel.uri"))

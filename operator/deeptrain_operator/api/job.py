@@ -277,6 +277,9 @@ class DeepTrainingJobStatus(StatusModel):
     metric: str | None = Field(default=None, max_length=64, description='Primary metric, e.g. "accuracy=0.962".')
     workflows: list[WorkflowReference] | None = Field(default=None, max_length=256)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX_LENGTH)
+    specHash: str | None = Field(default=None, max_length=128, description=(
+        "Hash of the spec the current run was built from (runPolicy and the queue excluded): a finished "
+        "job whose spec hash changes trains again."))
 
 
 def _frozen_while_active() -> dict[str, bool]:
@@ -298,6 +301,7 @@ class DeepTrainingJob(ApiModel):
     """A training run of one model type and template on a dataset, as torchrun pods."""
 
     model_config = {"json_schema_extra": {"x-kubernetes-validations": [
+        rules.name_fits_pod_hostnames(),
         rules.immutable_while_active(_frozen_while_active())]}}
 
     apiVersion: Literal["deeptrain.dev/v1alpha1"] = API_VERSION

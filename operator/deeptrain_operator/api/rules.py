@@ -26,6 +26,10 @@ URI_RULE: Rule = {
 }
 
 
+# Pod hostnames are <name>-<attempt>-<index> and must stay DNS labels (63 characters).
+MAX_JOB_NAME_LENGTH = 50
+
+
 def cel_list(values: Iterable[str]) -> str:
     return "[" + ", ".join(f"'{value}'" for value in values) + "]"
 
@@ -96,6 +100,12 @@ def unchanged(field: str, *, always_present: bool) -> str:
     new_parent, old_parent = ("self.spec", "oldSelf.spec") if not parent else (f"self.spec.{parent}", f"oldSelf.spec.{parent}")
     return (f"(has({new_parent}.{name}) == has({old_parent}.{name})"
             f" && (!has({new_parent}.{name}) || {new_parent}.{name} == {old_parent}.{name}))")
+
+
+def name_fits_pod_hostnames() -> Rule:
+    return {"rule": f"size(self.metadata.name) <= {MAX_JOB_NAME_LENGTH}", "fieldPath": ".metadata.name",
+            "message": f"at most {MAX_JOB_NAME_LENGTH} characters, to leave room for the pods' "
+                       "hostnames (<name>-<attempt>-<index>); rename the job"}
 
 
 def immutable_while_active(frozen_fields: dict[str, bool]) -> Rule:

@@ -160,9 +160,9 @@ async def test_the_schema_rejects_an_invalid_spec_naming_the_field(kube, namespa
 
 
 async def test_a_spec_only_the_operator_can_refuse_fails_with_invalid_spec(kube, namespace, operator, wait_job):
-    name = "a-very-long-training-job-name-that-leaves-no-room-x"  # 51 characters: valid for the API, not for pods
-    await kube.create(job_manifest(name, namespace))
+    name = "more-processes-than-gpus"  # each field is valid alone; together they cannot run
+    await kube.create(job_manifest(name, namespace, nprocPerNode=4, resources={"limits": {"nvidia.com/gpu": 2}}))
     failed = await wait_job(name, type="Failed", reason="InvalidSpec")
-    assert failed["status"]["message"].startswith("metadata.name:")
+    assert failed["status"]["message"].startswith("spec.nprocPerNode:")
     assert failed["status"]["phase"] == "Failed"
     assert await kube.list("batch/v1", "Job", namespace) == []

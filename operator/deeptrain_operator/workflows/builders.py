@@ -1,0 +1,274 @@
+"""Pure builders: a Workflow and its pinned models in, one child manifest out.
+
+Children: a ConfigMap with the Workflow manifest the pods read, the serve Deployment and its Service
+(spec.serve), and indexing Jobs (spec.index, default workflow only). Names are deterministic, labels
+explicit (never the CR's), and each child has a controlling ownerReference to the Workflow.
+
+Model and index directories reach the pods as PersistentVolumeClaim mounts: `pvc://CLAIM/PATH` and
+the trainer's own `file:///mnt/pvc/CLAIM/PATH` both mean CLAIM mounted at /mnt/pvc/CLAIM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from collections.abc import Sequence
+from typing import Any
+
+from deeptrain_trainer.contract import DEFAULT_TERMINATION_LOG, ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
+from deeptrain_trainer.workflow import contract as pod
+
+from .. import constants as c
+from ..api.workflow import Workflow
+from ..settings import Settings
+from . import constants as wc
+
+Manifest = dict[str, Any]
+PinnedNode = dict[str, Any]  # status.nodes[] entry: {id, deepTrainingJob?, modelUri, version}
+
+PVC_SCHEME = "pvc://"
+MOUNTED_PREFIX = f"file://{PVC_MOUNT_ROOT}/"
+# Children names append at most `-index-<10 hex>`; Services and Job pods need 63-character DNS labels.
+MAX_WORKFLOW_NAME_LENGTH = 46
+INDEX_BACKOFF_LIMIT = 2
+LIVENESS_DELAY_SECONDS = 10
+
+
+# --- names -------------------------------------------------------------------------------------------
+
+def config_map_name(workflow_name: str) -> str:
+    return f"{workflow_name}-workflow"
+
+
+def serve_name(workflow_name: str) -> str:
+    """The Deployment and the Service: the endpoint is http://<name>-serve.<namespace>.svc:8080."""
+    return f"{workflow_name}-serve"
+
+
+def index_job_name(workflow_name: str, index_hash: str) -> str:
+    return f"{workflow_name}-index-{index_hash[:10]}"
+
+
+def endpoint(workflow: Workflow) -> str:
+    return f"http://{serve_name(_name(workflow))}.{workflow.metadata.namespace}.svc:{pod.SERVE_PORT}"
+
+
+# --- metadata -------------------------------------------------------------------------------------------
+
+def _name(workflow: Workflow) -> str:
+    return workflow.metadata.name or ""
+
+
+def labels(workflow_name: str, component: str) -> dict[str, str]:
+    return {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_COMPONENT: component,
+            wc.LABEL_WORKFLOW_NAME: workflow_name}
+
+
+def owner_reference(workflow: Workflow) -> dict[str, Any]:
+    return {"apiVersion": c.API_VERSION, "kind": c.WORKFLOW_KIND, "name": _name(workflow),
+            "uid": workflow.metadata.uid, "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(workflow: Workflow, name: str, component: str, annotations: dict[str, str] | None = None) -> Manifest:
+    meta: Manifest = {"name": name, "namespace": workflow.metadata.namespace,
+                      "labels": labels(_name(workflow), component), "ownerReferences": [owner_reference(workflow)]}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+# --- where things are in the pods --------------------------------------------------------------------
+
+def claim_and_path(uri: str) -> tuple[str | None, str]:
+    """(the claim to mount or None, the path the pods read) for a model, dataset or index URI."""
+    for prefix in (PVC_SCHEME, MOUNTED_PREFIX):
+        if uri.startswith(prefix):
+            rest = uri.removeprefix(prefix)
+            return rest.split("/", 1)[0] or None, f"{PVC_MOUNT_ROOT}/{rest}"
+    return None, uri.removeprefix("file://") if uri.startswith("file://") else uri
+
+
+def index_location(workflow: Workflow, embed_model_uri: str) -> str:
+    """The index's URI: `index/<workflow>` beside the embedder's model directory, in the same scheme."""
+    parent = posixpath.dirname(embed_model_uri.rstrip("/"))
+    return f"{parent}/{wc.INDEX_DIR}/{_name(workflow)}"
+
+
+def model_arguments(pinned: Sequence[PinnedNode]) -> list[str]:
+    arguments = []
+    for node in pinned:
+        if node.get("modelUri"):
+            arguments += [pod.ARG_MODEL, f"{node['id']}={claim_and_path(node['modelUri'])[1]}"]
+    return arguments
+
+
+def _claims(read: Sequence[str], write: Sequence[str] = ()) -> dict[str, bool]:
+    """Each claim -> whether the pod writes to it."""
+    claims: dict[str, bool] = {}
+    for uri in read:
+        if (claim := claim_and_path(uri)[0]) is not None:
+            claims.setdefault(claim, False)
+    for uri in write:
+        if (claim := claim_and_path(uri)[0]) is not None:
+            claims[claim] = True
+    return dict(sorted(claims.items()))
+
+
+def _volumes_and_mounts(workflow: Workflow, claims: dict[str, bool]) -> tuple[list[Manifest], list[Manifest]]:
+    volumes: list[Manifest] = [{"name": "workflow", "configMap": {"name": config_map_name(_name(workflow))}},
+                               {"name": "tmp", "emptyDir": {}}]
+    mounts: list[Manifest] = [{"name": "workflow", "mountPath": wc.WORKFLOW_MOUNT_PATH, "readOnly": True},
+                              {"name": "tmp", "mountPath": "/tmp"}]
+    for index, (claim, writable) in enumerate(claims.items()):
+        volumes.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+        mounts.append({"name": f"pvc-{index}", "mountPath": f"{PVC_MOUNT_ROOT}/{claim}", "readOnly": not writable})
+    return volumes, mounts
+
+
+def _pod_security(settings: Settings) -> Manifest:
+    return {"runAsNonRoot": True, "runAsUser": settings.trainer_uid, "runAsGroup": settings.trainer_uid,
+            "fsGroup": settings.trainer_uid, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _container_security() -> Manifest:
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True}
+
+
+def _workflow_path() -> str:
+    return f"{wc.WORKFLOW_MOUNT_PATH}/{pod.WORKFLOW_FILENAME}"
+
+
+# --- hashes -------------------------------------------------------------------------------------------
+
+def _pins(pinned: Sequence[PinnedNode]) -> list[list[Any]]:
+    return [[node["id"], node.get("modelUri"), node.get("version")] for node in pinned]
+
+
+def models_hash(workflow: Workflow, pinned: Sequence[PinnedNode], index_version: str | None) -> str:
+    """What the serving pods run: the graph, the pinned model versions and the index version."""
+    return _digest({"spec": workflow.spec.model_dump(mode="json", exclude={"serve"}), "pins": _pins(pinned),
+                    "index": index_version})
+
+
+def index_hash(workflow: Workflow, pinned: Sequence[PinnedNode]) -> str:
+    """What an index is built from: the graph, the pinned model versions and spec.index."""
+    return _digest({"nodes": [n.model_dump(mode="json") for n in workflow.spec.nodes], "pins": _pins(pinned),
+                    "index": workflow.spec.index.model_dump(mode="json") if workflow.spec.index else None})
+
+
+# --- children -------------------------------------------------------------------------------------------
+
+def build_config_map(workflow: Workflow) -> Manifest:
+    """The Workflow as the pods read it (identity and spec only: status would churn the file)."""
+    document = {"apiVersion": c.API_VERSION, "kind": c.WORKFLOW_KIND,
+                "metadata": {"name": _name(workflow), "namespace": workflow.metadata.namespace},
+                "spec": workflow.spec.to_dict()}
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _metadata(workflow, config_map_name(_name(workflow)), wc.COMPONENT_WORKFLOW_CONFIG),
+            "data": {pod.WORKFLOW_FILENAME: json.dumps(document, indent=2, sort_keys=True) + "\n"}}
+
+
+def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *,
+                     index_uri: str | None = None, index_version: str | None = None) -> Manifest:
+    name = _name(workflow)
+    serve = workflow.spec.serve
+    assert serve is not None, "only workflows with spec.serve are served"
+    arguments = [pod.ARG_WORKFLOW, _workflow_path(), *model_arguments(pinned), pod.ARG_PORT, str(pod.SERVE_PORT)]
+    read = [node["modelUri"] for node in pinned if node.get("modelUri")]
+    if index_uri is not None:
+        arguments += [pod.ARG_INDEX, claim_and_path(index_uri)[1]]
+        read.append(index_uri)
+    volumes, mounts = _volumes_and_mounts(workflow, _claims(read))
+    probe = {"httpGet": {"path": pod.READY_PATH, "port": wc.HTTP_PORT_NAME}, "periodSeconds": 5, "failureThreshold": 3}
+    container: Manifest = {
+        "name": wc.SERVE_CONTAINER,
+        "image": settings.serve_image,
+        "command": ["python", "-m", pod.SERVE_MODULE],
+        "args": arguments,
+        "env": [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"}],
+        "ports": [{"name": wc.HTTP_PORT_NAME, "containerPort": pod.SERVE_PORT, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {"httpGet": {"path": pod.HEALTH_PATH, "port": wc.HTTP_PORT_NAME},
+                          "initialDelaySeconds": LIVENESS_DELAY_SECONDS, "periodSeconds": 10, "failureThreshold": 3},
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+    }
+    if serve.resources is not None:
+        container["resources"] = serve.resources.to_dict()
+    pod_labels = labels(name, wc.COMPONENT_SERVE)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(workflow, serve_name(name), wc.COMPONENT_SERVE),
+        "spec": {
+            "replicas": serve.replicas,
+            "selector": {"matchLabels": {wc.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: wc.COMPONENT_SERVE}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {
+                    wc.ANNOTATION_MODELS_HASH: models_hash(workflow, pinned, index_version),
+                    "prometheus.io/scrape": "true", "prometheus.io/port": str(pod.SERVE_PORT),
+                    "prometheus.io/path": pod.METRICS_PATH}},
+                "spec": {"securityContext": _pod_security(settings), "automountServiceAccountToken": False,
+                         "containers": [container], "volumes": volumes},
+            },
+        },
+    }
+
+
+def build_service(workflow: Workflow) -> Manifest:
+    name = _name(workflow)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(workflow, serve_name(name), wc.COMPONENT_SERVE),
+        "spec": {"selector": {wc.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: wc.COMPONENT_SERVE},
+                 "ports": [{"name": wc.HTTP_PORT_NAME, "port": pod.SERVE_PORT, "targetPort": wc.HTTP_PORT_NAME,
+                            "protocol": "TCP"}]},
+    }
+
+
+def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *, embed_node: str | None,
+                    index_uri: str) -> Manifest:
+    """Runs `deeptrain index` once; its termination message carries the index size for status.index."""
+    index = workflow.spec.index
+    assert index is not None, "only workflows with spec.index are indexed"
+    digest = index_hash(workflow, pinned)
+    arguments = ["index", _workflow_path(), *model_arguments(pinned), pod.ARG_OUTPUT, claim_and_path(index_uri)[1]]
+    if embed_node is not None:
+        arguments += ["--node", embed_node]
+    read = [node["modelUri"] for node in pinned if node.get("modelUri")] + [index.dataset.uri]
+    volumes, mounts = _volumes_and_mounts(workflow, _claims(read, [index_uri]))
+    container: Manifest = {
+        "name": wc.INDEX_CONTAINER,
+        "image": settings.serve_image,
+        "command": ["deeptrain"],
+        "args": arguments,
+        "env": [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"},
+                {"name": ENV_TERMINATION_LOG, "value": DEFAULT_TERMINATION_LOG}],
+        "volumeMounts": mounts,
+        "terminationMessagePath": DEFAULT_TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _container_security(),
+    }
+    if workflow.spec.serve is not None and workflow.spec.serve.resources is not None:
+        container["resources"] = workflow.spec.serve.resources.to_dict()
+    annotations = {wc.ANNOTATION_INDEX_HASH: digest}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(workflow, index_job_name(_name(workflow), digest), wc.COMPONENT_INDEX, annotations),
+        "spec": {
+            "backoffLimit": INDEX_BACKOFF_LIMIT,
+            "template": {
+                "metadata": {"labels": labels(_name(workflow), wc.COMPONENT_INDEX), "annotations": annotations},
+                "spec": {"restartPolicy": "Never", "securityContext": _pod_security(settings),
+                         "automountServiceAccountToken": False, "containers": [container], "volumes": volumes},
+            },
+        },
+    }

@@ -1,0 +1,265 @@
+"""The one pure function that decides a Workflow's status from its spec and what was observed.
+
+`compute_workflow_status(workflow, observed, now)` returns every status field. Nodes referencing a
+DeepTrainingJob are pinned to that job's recorded model; while a pinned job trains again the old
+pin keeps serving, and the new version is pinned once the job succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from deeptrain_trainer.workflow.contract import parse_index_termination_message
+
+from ..api.workflow import Workflow
+from . import constants as wc
+from .builders import endpoint
+
+Manifest = dict[str, Any]
+Problem = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What a referenced DeepTrainingJob offers; exists=False when there is no such job."""
+
+    exists: bool
+    succeeded: bool = False
+    failed: bool = False
+    phase: str = ""
+    model_uri: str | None = None
+    version: str | None = None
+    model_type: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class WorkflowObserved:
+    jobs: Mapping[str, ModelState] = field(default_factory=dict)  # by DeepTrainingJob name
+    problems: Sequence[Problem] = ()
+    deployment: Manifest | None = None
+    index_job: Manifest | None = None  # the indexing Job for the current pins, if created
+    index_pods: Sequence[Manifest] = ()
+    default_winner: str | None = None  # the newest default workflow of the namespace
+    index_uri: str | None = None
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Conditions:
+    """metav1.Conditions keyed by type; lastTransitionTime moves only when status does."""
+
+    def __init__(self, existing: Sequence[Manifest], now: datetime, generation: int | None) -> None:
+        self._by_type = {cond["type"]: dict(cond) for cond in existing if cond.get("type")}
+        self._now = format_time(now)
+        self._generation = generation
+
+    def set(self, type_: str, status: bool, reason: str, message: str = "") -> None:
+        value = "True" if status else "False"
+        old = self._by_type.get(type_)
+        since = old["lastTransitionTime"] if old and old.get("status") == value else self._now
+        cond = {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
+        if self._generation is not None:
+            cond["observedGeneration"] = self._generation
+        self._by_type[type_] = cond
+
+    def drop(self, type_: str) -> None:
+        self._by_type.pop(type_, None)
+
+    def get(self, type_: str) -> Manifest | None:
+        return self._by_type.get(type_)
+
+    def as_list(self) -> list[Manifest]:
+        order = {type_: i for i, type_ in enumerate(wc.CONDITION_TYPES)}
+        return sorted(self._by_type.values(), key=lambda cond: order.get(cond["type"], len(order)))
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    nodes: list[Manifest]
+    failure: tuple[str, str] | None  # (reason, message)
+    waiting: str | None  # message
+
+
+def resolve_nodes(workflow: Workflow, jobs: Mapping[str, ModelState], previous: Sequence[Manifest]) -> _Resolution:
+    pinned_before = {node.get("id"): node for node in previous}
+    nodes: list[Manifest] = []
+    failure: tuple[str, str] | None = None
+    waiting: list[str] = []
+    for node in workflow.spec.nodes:
+        model = node.model
+        if model.builtin is not None:
+            nodes.append({"id": node.id, "ready": True})
+            continue
+        if model.uri is not None:
+            nodes.append({"id": node.id, "modelUri": model.uri, "ready": True})
+            continue
+        job_name = model.deepTrainingJob or ""
+        state = jobs.get(job_name, ModelState(exists=False))
+        before = pinned_before.get(node.id) or {}
+        if not state.exists:
+            failure = failure or (wc.REASON_MODEL_NOT_FOUND,
+                                  f"node {node.id!r}: DeepTrainingJob {job_name!r} does not exist in this namespace")
+            nodes.append({"id": node.id, "deepTrainingJob": job_name, "ready": False})
+        elif state.failed:
+            failure = failure or (wc.REASON_MODEL_FAILED, f"node {node.id!r}: DeepTrainingJob {job_name!r} failed"
+                                  + (f": {state.message}" if state.message else ""))
+            nodes.append({"id": node.id, "deepTrainingJob": job_name, "ready": False})
+        elif state.succeeded and state.model_uri:
+            nodes.append({"id": node.id, "deepTrainingJob": job_name, "modelUri": state.model_uri,
+                          "version": state.version, "ready": True})
+        elif before.get("deepTrainingJob") == job_name and before.get("modelUri") and before.get("ready"):
+            nodes.append(dict(before))  # the job trains again: keep serving the version pinned before
+        else:
+            waiting.append(f"node {node.id!r} waits for DeepTrainingJob {job_name!r} ({state.phase or 'not started'})")
+            nodes.append({"id": node.id, "deepTrainingJob": job_name, "ready": False})
+    return _Resolution(nodes, failure, "; ".join(waiting) or None)
+
+
+def _deployment_available(deployment: Manifest | None, wanted: int) -> tuple[bool, str]:
+    if deployment is None:
+        return False, "the serve Deployment is being created"
+    status = deployment.get("status") or {}
+    generation = deployment.get("metadata", {}).get("generation")
+    current = generation is None or (status.get("observedGeneration") or 0) >= generation
+    available = int(status.get("availableReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    if wanted > 0 and current and available >= wanted and updated >= wanted:
+        return True, f"{available}/{wanted} replicas available"
+    return False, f"{available}/{wanted} replicas available, {updated} updated"
+
+
+def _job_finished(job: Manifest) -> str | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+            return cond["type"]
+    return None
+
+
+def _index_message(pods: Sequence[Manifest]) -> tuple[dict[str, Any] | None, str]:
+    """(the parsed message of a succeeded pod, the last failed pod's message)."""
+    built, failed = None, ""
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode") == 0 and terminated.get("message"):
+                built = parse_index_termination_message(terminated["message"]) or built
+            elif terminated:
+                failed = (terminated.get("message") or terminated.get("reason") or "").strip()[-500:]
+    return built, failed
+
+
+def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now: datetime) -> Manifest:
+    previous = workflow.status.to_dict() if workflow.status is not None else {}
+    generation = workflow.metadata.generation
+    conditions = Conditions(previous.get("conditions") or [], now, generation)
+    status: Manifest = {"observedGeneration": generation}
+    spec = workflow.spec
+
+    # Default: the newest default workflow of the namespace wins; the spec is never touched.
+    is_default = spec.default and observed.default_winner in (None, workflow.metadata.name)
+    if spec.default and is_default:
+        conditions.set(wc.DEFAULT, True, wc.REASON_IS_DEFAULT, "the namespace's default workflow: it indexes inputs")
+    elif spec.default:
+        conditions.set(wc.DEFAULT, False, wc.REASON_SUPERSEDED_BY,
+                       f"workflow {observed.default_winner!r} is a newer default workflow of this namespace; "
+                       "set spec.default: false here, or delete the other, to make this one the default")
+    else:
+        conditions.drop(wc.DEFAULT)
+
+    if observed.problems:
+        field_name, message = observed.problems[0]
+        text = f"{field_name}: {message}"
+        conditions.set(wc.MODELS_READY, False, wc.REASON_INVALID_SPEC, text)
+        conditions.set(wc.READY, False, wc.REASON_INVALID_SPEC, text)
+        status.update(phase=wc.PHASE_FAILED, conditions=conditions.as_list(), nodes=previous.get("nodes") or [],
+                      message=text)
+        return status
+
+    resolution = resolve_nodes(workflow, observed.jobs, previous.get("nodes") or [])
+    status["nodes"] = resolution.nodes
+    models_ready = resolution.failure is None and resolution.waiting is None
+    if resolution.failure is not None:
+        conditions.set(wc.MODELS_READY, False, *resolution.failure)
+    elif resolution.waiting is not None:
+        conditions.set(wc.MODELS_READY, False, wc.REASON_WAITING_FOR_MODEL, resolution.waiting)
+    else:
+        pins = ", ".join(f"{n['id']}={n.get('version') or n.get('modelUri')}" for n in resolution.nodes
+                         if n.get("modelUri"))
+        conditions.set(wc.MODELS_READY, True, wc.REASON_MODELS_RESOLVED, f"pinned {pins}")
+    waiting_reason = resolution.failure[0] if resolution.failure else wc.REASON_WAITING_FOR_MODEL
+    waiting_message = "the models are not ready"
+
+    blockers: list[Manifest] = []
+    if spec.serve is not None:
+        status["endpoint"] = endpoint(workflow)
+        if not models_ready:
+            conditions.set(wc.SERVING, False, waiting_reason, waiting_message)
+        else:
+            available, text = _deployment_available(observed.deployment, spec.serve.replicas)
+            conditions.set(wc.SERVING, available,
+                           wc.REASON_DEPLOYMENT_AVAILABLE if available else wc.REASON_DEPLOYMENT_PROGRESSING, text)
+        blockers.append(conditions.get(wc.SERVING) or {})
+    else:
+        conditions.drop(wc.SERVING)
+
+    if spec.index is not None:
+        index_status = dict(previous.get("index") or {})
+        if not is_default:
+            conditions.set(wc.INDEXED, False, wc.REASON_NOT_DEFAULT,
+                           "only the namespace's default workflow indexes; set spec.default: true")
+        elif not models_ready:
+            conditions.set(wc.INDEXED, False, waiting_reason, waiting_message)
+            blockers.append(conditions.get(wc.INDEXED) or {})
+        else:
+            _index_conditions(conditions, observed, index_status)
+            blockers.append(conditions.get(wc.INDEXED) or {})
+        if index_status:
+            status["index"] = index_status
+    else:
+        conditions.drop(wc.INDEXED)
+
+    not_ready = [cond for cond in blockers if cond.get("status") != "True"]
+    if resolution.failure is not None:
+        conditions.set(wc.READY, False, resolution.failure[0], resolution.failure[1])
+        phase, message = wc.PHASE_FAILED, resolution.failure[1]
+    elif not models_ready:
+        conditions.set(wc.READY, False, wc.REASON_WAITING_FOR_MODEL, resolution.waiting or "")
+        phase, message = wc.PHASE_PENDING, resolution.waiting or ""
+    elif not_ready:
+        text = "; ".join(f"{cond['type']}: {cond.get('message', '')}" for cond in not_ready)
+        conditions.set(wc.READY, False, wc.REASON_NOT_READY, text)
+        phase, message = wc.PHASE_PENDING, text
+    else:
+        conditions.set(wc.READY, True, wc.REASON_READY, "models pinned" + (", serving" if spec.serve else "")
+                       + (", indexed" if spec.index and is_default else ""))
+        phase, message = wc.PHASE_READY, ""
+    status.update(phase=phase, conditions=conditions.as_list(), message=message)
+    return status
+
+
+def _index_conditions(conditions: Conditions, observed: WorkflowObserved, index_status: Manifest) -> None:
+    job = observed.index_job
+    if job is None:
+        conditions.set(wc.INDEXED, False, wc.REASON_INDEXING, "the indexing Job is being created")
+        return
+    finished = _job_finished(job)
+    built, failed = _index_message(observed.index_pods)
+    name = job["metadata"]["name"]
+    if finished == "Complete":
+        index_status.clear()
+        index_status.update({"uri": observed.index_uri, **(built or {})})
+        if observed.index_uri:
+            index_status["uri"] = observed.index_uri
+        conditions.set(wc.INDEXED, True, wc.REASON_INDEX_BUILT,
+                       f"Job {name} indexed {index_status.get('size', 'an unknown number of')} items")
+    elif finished == "Failed":
+        conditions.set(wc.INDEXED, False, wc.REASON_INDEXING_FAILED,
+                       f"Job {name} failed" + (f": {failed}" if failed else "; see its pods' logs"))
+    else:
+        conditions.set(wc.INDEXED, False, wc.REASON_INDEXING, f"Job {name} is indexing spec.index.dataset")
