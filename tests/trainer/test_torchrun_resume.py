@@ -104,3 +104,20 @@ def test_sigterm_checkpoints_mid_training_and_the_next_run_resumes(colour_square
     steps = [record["step"] for record in history(output)]
     assert steps == sorted(set(steps)) and steps[-1] == NUM_EPOCHS * 4 and steps[-1] > stopped_at
     assert (output / "model.safetensors").exists()
+
+
+def test_a_retrain_with_another_config_starts_over_instead_of_resuming(colour_squares, trainer_config, tmp_path):
+    output = tmp_path / "model"
+    config = small_config(trainer_config, output, colour_squares, seed=3)
+    process = start(config, output, max_restarts=0)
+    wait_for(lambda: (output / "checkpoints" / "last.pt").exists() or process.poll() is not None, "first checkpoint")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=WAIT_SECONDS)
+
+    # What the operator renders after a finished job's spec is edited: a new generation, new hyperparameters.
+    retrain = small_config(trainer_config, output, colour_squares, seed=3).model_copy(update={
+        "job": config.job.model_copy(update={"generation": 2})})
+    assert start(retrain, output, max_restarts=0).wait(timeout=WAIT_SECONDS) == 0
+    log = (tmp_path / "torchrun.log").read_text()
+    assert "starting a new run" in log and "resumed from checkpoint" not in log, log[-5000:]
+    assert [record["epoch"] for record in history(output)] == list(range(1, NUM_EPOCHS + 1))

@@ -35,6 +35,11 @@ def config_hash(model_type: str, template: str, template_scale: Mapping[str, flo
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
+def run_hash(config_json: str) -> str:
+    """Which training run a checkpoint belongs to: the whole trainer config (a retrain changes it)."""
+    return hashlib.sha256(config_json.encode()).hexdigest()
+
+
 def capture_rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),

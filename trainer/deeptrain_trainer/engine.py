@@ -38,7 +38,14 @@ from .artifacts import (
     weights_path,
     write_model,
 )
-from .checkpoint import capture_rng_state, config_hash, load_checkpoint, restore_rng_state, save_checkpoint
+from .checkpoint import (
+    capture_rng_state,
+    config_hash,
+    load_checkpoint,
+    restore_rng_state,
+    run_hash,
+    save_checkpoint,
+)
 from .contract import (
     CHECKPOINT_DIR,
     METRICS_HISTORY,
@@ -162,12 +169,17 @@ class Trainer:
         self.concepts = splits.concepts
         self.output.pull(CHECKPOINT_DIR)
         checkpoint = load_checkpoint(self.output.path(CHECKPOINT_DIR))
+        self.run = run_hash(self.config.model_dump_json())
+        if checkpoint is not None and checkpoint.get("run_hash") != self.run:
+            log.info("the checkpoint in %s belongs to an earlier run with another config; starting a new run",
+                     self.output.path(CHECKPOINT_DIR))
+            checkpoint = None
         self.identity = config_hash(self.config.modelType, self.config.template,
                                     self.config.templateScale.model_dump(), self.concepts)
         if checkpoint is not None and checkpoint["config_hash"] != self.identity:
             raise ConfigError(
-                f"{self.output.path(CHECKPOINT_DIR)} holds a checkpoint of a different model (modelType, template, "
-                "templateScale or concepts changed); use a new spec.output.uri or delete the checkpoints to start over")
+                f"{self.output.path(CHECKPOINT_DIR)} holds a checkpoint of this run whose concepts differ from the "
+                "dataset's now; restore the dataset, or use a new spec.output.uri to start over")
 
         self.tokenizer = self._tokenizer(splits.train, checkpoint)
         self.spec = ModelSpec.from_config(self.config, self.concepts,
@@ -433,6 +445,7 @@ class Trainer:
         if self.ctx.is_main:
             state = {
                 "config_hash": self.identity,
+                "run_hash": self.run,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "scaler": self.scaler.state_dict(),
