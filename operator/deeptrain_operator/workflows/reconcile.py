@@ -21,7 +21,6 @@ from .. import constants as c
 from .. import events
 from .. import kube as k
 from ..api.workflow import Workflow, WorkflowStatus
-from ..reconcile import drift_patch
 from ..settings import Settings
 from ..status import condition_status, is_deleting
 from . import builders
@@ -232,6 +231,31 @@ def _subset(actual: Any, wanted: Any) -> bool:
     return actual == wanted
 
 
+def _owned_parts(desired: Manifest) -> Manifest:
+    """The parts of a child the operator keeps as built (the rest is immutable or the cluster's)."""
+    spec = desired.get("spec") or {}
+    if desired["kind"] == "ConfigMap":
+        return {"data": desired["data"]}
+    if desired["kind"] == "Service":
+        return {"spec": {"selector": spec["selector"], "ports": spec["ports"]}}
+    if desired["kind"] == "Deployment":
+        return {"spec": {"replicas": spec["replicas"], "template": spec["template"]}}
+    return {}
+
+
+def drift_patch(desired: Manifest, existing: Manifest) -> Manifest:
+    """A merge patch restoring what changed in the operator-owned parts of a child."""
+    patch: Manifest = {}
+    for part in ("labels", "annotations"):
+        wanted = desired["metadata"].get(part) or {}
+        if not _subset(existing["metadata"].get(part) or {}, wanted):
+            patch.setdefault("metadata", {})[part] = wanted
+    for key, wanted in _owned_parts(desired).items():
+        if not _subset(existing.get(key), wanted):
+            patch[key] = wanted
+    return patch
+
+
 async def ensure(kube: k.KubeClient, owner: Manifest, desired: Manifest, existing: Manifest | None, *,
                  logger: Logger) -> None:
     """Create `desired`, or bring what is there under its name back to it (ours only)."""
@@ -248,10 +272,6 @@ async def ensure(kube: k.KubeClient, owner: Manifest, desired: Manifest, existin
         events.post(owner, [events.Event("Warning", c.EVENT_CHILD_CONFLICT, message)])
         raise kopf.TemporaryError(message, delay=CHILD_CONFLICT_DELAY_SECONDS)
     patch = drift_patch(desired, existing)
-    if desired["kind"] == "Deployment":
-        wanted = {"replicas": desired["spec"]["replicas"], "template": desired["spec"]["template"]}
-        if not _subset(existing.get("spec"), wanted):
-            patch["spec"] = wanted
     if patch:
         logger.info(f"updating {kind.kind} {meta['name']}: {sorted(patch)}")
         await kube.patch(kind, meta["namespace"], meta["name"], patch)
