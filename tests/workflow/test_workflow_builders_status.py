@@ -1,0 +1,112 @@
+"""The Workflow controller's pure parts: child manifests from a workflow and its pins; status from observations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from deeptrain_operator.api.workflow import Workflow
+from deeptrain_operator.settings import Settings
+from deeptrain_operator.workflows import builders
+from deeptrain_operator.workflows.status import ModelState, WorkflowObserved, compute_workflow_status
+
+NOW = datetime(2024, 5, 1, tzinfo=UTC)
+NODES = [
+    {"id": "detect", "model": {"deepTrainingJob": "detector"}},
+    {"id": "crop", "model": {"builtin": "image-crop", "params": {"margin": 1.1}}, "inputs": ["detect"]},
+    {"id": "embed", "model": {"deepTrainingJob": "embedder"}, "inputs": ["crop"]},
+]
+PINNED = [
+    {"id": "detect", "deepTrainingJob": "detector", "modelUri": "pvc://models/detector", "version": "d1", "ready": True},
+    {"id": "crop", "ready": True},
+    {"id": "embed", "deepTrainingJob": "embedder", "modelUri": "file:///mnt/pvc/models/embedder", "version": "e1",
+     "ready": True},
+]
+
+
+def workflow(status: dict | None = None, **spec) -> Workflow:
+    return Workflow.model_validate({"metadata": {"name": "search", "namespace": "team", "uid": "u-1", "generation": 3},
+                                    "spec": {"nodes": NODES, **spec}, **({"status": status} if status else {})})
+
+
+def succeeded(name: str, version: str) -> ModelState:
+    return ModelState(exists=True, succeeded=True, phase="Succeeded", model_uri=f"pvc://models/{name}", version=version)
+
+
+def conditions(status: dict) -> dict[str, tuple[str, str]]:
+    return {cond["type"]: (cond["status"], cond["reason"]) for cond in status["conditions"]}
+
+
+def test_serving_pods_mount_the_model_claims_read_only_and_run_restricted():
+    deployment = builders.build_deployment(workflow(serve={"replicas": 2}), PINNED, Settings(serve_image="serve:1"))
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "serve:1" and container["command"] == ["python", "-m", "deeptrain_trainer.serve"]
+    assert "detect=/mnt/pvc/models/detector" in container["args"] and "embed=/mnt/pvc/models/embedder" in container["args"]
+    claims = {v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+              for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"models": True}
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                            "readOnlyRootFilesystem": True, "runAsNonRoot": True}
+    assert deployment["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "deeptrain.dev/v1alpha1", "kind": "Workflow", "name": "search", "uid": "u-1",
+        "controller": True, "blockOwnerDeletion": True}
+
+
+def test_models_hash_follows_versions_and_the_index_not_the_replica_count():
+    base = workflow(serve={"replicas": 1})
+    first = builders.models_hash(base, PINNED, None)
+    assert builders.models_hash(workflow(serve={"replicas": 5}), PINNED, None) == first
+    retrained = [dict(node, version="e2") if node["id"] == "embed" else node for node in PINNED]
+    assert builders.models_hash(base, retrained, None) != first
+    assert builders.models_hash(base, PINNED, "index-v2") != first
+
+
+def test_the_index_job_writes_beside_the_embedder_and_reads_the_dataset():
+    indexed = workflow(default=True, index={"dataset": {"uri": "pvc://datasets/shapes/coco.json", "format": "coco"}})
+    location = builders.index_location(indexed, "file:///mnt/pvc/models/embedder")
+    assert location == "file:///mnt/pvc/models/index/search"
+    job = builders.build_index_job(indexed, PINNED, Settings(), embed_node="embed", index_uri=location)
+    pod = job["spec"]["template"]["spec"]
+    claims = {v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+              for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"datasets": True, "models": False}
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--output") + 1] == "/mnt/pvc/models/index/search"
+    assert job["metadata"]["name"].startswith("search-index-") and len(job["metadata"]["name"]) <= 63
+
+
+def test_a_retraining_job_keeps_its_pin_until_it_succeeds_again():
+    before = workflow(status={"nodes": [dict(node) for node in PINNED]})
+    training = ModelState(exists=True, phase="Running")
+    status = compute_workflow_status(before, WorkflowObserved(jobs={"detector": training,
+                                                                    "embedder": succeeded("embedder", "e1")}), NOW)
+    assert conditions(status)["ModelsReady"] == ("True", "ModelsResolved")
+    assert status["nodes"][0]["version"] == "d1" and status["phase"] == "Ready"
+    fresh = compute_workflow_status(workflow(), WorkflowObserved(jobs={"detector": training,
+                                                                       "embedder": succeeded("embedder", "e1")}), NOW)
+    assert conditions(fresh)["ModelsReady"] == ("False", "WaitingForModel") and fresh["phase"] == "Pending"
+
+
+def test_ready_waits_for_the_deployment_when_serving_is_asked_for():
+    jobs = {"detector": succeeded("detector", "d1"), "embedder": succeeded("embedder", "e1")}
+    served = workflow(serve={"replicas": 2})
+    rolling = {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "availableReplicas": 1,
+                                                         "updatedReplicas": 2}}
+    status = compute_workflow_status(served, WorkflowObserved(jobs=jobs, deployment=rolling), NOW)
+    assert conditions(status)["Serving"] == ("False", "DeploymentProgressing") and status["phase"] == "Pending"
+    available = {"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "availableReplicas": 2,
+                                                           "updatedReplicas": 2}}
+    status = compute_workflow_status(served, WorkflowObserved(jobs=jobs, deployment=available), NOW)
+    assert conditions(status)["Serving"] == ("True", "DeploymentAvailable") and status["phase"] == "Ready"
+    assert status["endpoint"] == "http://search-serve.team.svc:8080"
+
+
+def test_a_superseded_default_neither_indexes_nor_blocks_ready():
+    jobs = {"detector": succeeded("detector", "d1"), "embedder": succeeded("embedder", "e1")}
+    index = {"dataset": {"uri": "pvc://datasets/shapes/coco.json", "format": "coco"}}
+    status = compute_workflow_status(workflow(default=True, index=index),
+                                     WorkflowObserved(jobs=jobs, default_winner="newer"), NOW)
+    found = conditions(status)
+    assert found["Default"] == ("False", "SupersededBy") and found["Indexed"] == ("False", "NotDefault")
+    assert status["phase"] == "Ready"
