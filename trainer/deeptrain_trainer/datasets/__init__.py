@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .anomaly import write_texture_anomaly
 from .detection import write_shapes_detection
-from .digits import write_digits_imagefolder, write_digits_jsonl
+from .digits import HOLDOUT_GLYPHS, write_digits_holdout, write_digits_imagefolder, write_digits_jsonl
 from .output import prepare_output
 from .segmentation import write_digits_segmentation
 from .text import write_sentiment, write_subjectivity
@@ -28,8 +28,11 @@ class DatasetMaker:
 
 _MAKERS = (
     DatasetMaker("digits", "imagefolder",
-                 "1797 handwritten digits (scikit-learn, UCI optdigits) as jittered 32 px RGB, concepts zero..nine; "
-                 "visual-classifier / visual-embedder", write_digits_imagefolder),
+                 f"{1797 - HOLDOUT_GLYPHS} handwritten digits (scikit-learn, UCI optdigits) as jittered 32 px RGB, "
+                 "concepts zero..nine; visual-classifier / visual-embedder", write_digits_imagefolder),
+    DatasetMaker("digits-holdout", "imagefolder",
+                 f"the other {HOLDOUT_GLYPHS} digits, never in `digits`: inputs to try a trained model on",
+                 write_digits_holdout),
     DatasetMaker("digits-jsonl", "jsonl",
                  "the digits images with platform-shaped jsonl annotations", write_digits_jsonl),
     DatasetMaker("shapes-detection", "coco",

@@ -12,6 +12,9 @@ from .output import save_png, write_jsonl
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 IMAGE_SIZE = 32
 SEED = 20240601
+# The last glyphs of scikit-learn's set never go into `digits`: `digits-holdout` renders them, so a
+# model trained on `digits` can be tried on inputs it has seen neither in training nor in validation.
+HOLDOUT_GLYPHS = 50
 
 
 def load_digit_glyphs() -> tuple[np.ndarray, np.ndarray]:
@@ -46,18 +49,25 @@ def render_digit(glyph: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return pixels.clip(0, 255).astype(np.uint8)
 
 
-def digit_images(limit: int | None) -> list[tuple[np.ndarray, str]]:
+def digit_images(limit: int | None, *, holdout: bool = False) -> list[tuple[np.ndarray, str]]:
     glyphs, labels = load_digit_glyphs()
-    count = len(glyphs) if limit is None else min(limit, len(glyphs))
-    rng = np.random.default_rng(SEED)
-    return [(render_digit(glyphs[i], rng), DIGIT_NAMES[labels[i]]) for i in range(count)]
+    first = len(glyphs) - HOLDOUT_GLYPHS
+    indices = range(first, len(glyphs)) if holdout else range(first)
+    if limit is not None:
+        indices = indices[:limit]
+    rng = np.random.default_rng(SEED + 1 if holdout else SEED)
+    return [(render_digit(glyphs[i], rng), DIGIT_NAMES[labels[i]]) for i in indices]
 
 
-def write_digits_imagefolder(output: Path, limit: int | None) -> str:
-    images = digit_images(limit)
+def write_digits_imagefolder(output: Path, limit: int | None, *, holdout: bool = False) -> str:
+    images = digit_images(limit, holdout=holdout)
     for index, (pixels, concept) in enumerate(images):
         save_png(pixels, output / concept / f"{index:04d}.png")
     return f"{len(images)} digit images in {len(set(c for _, c in images))} concepts (imagefolder; dataset.uri: {output})"
+
+
+def write_digits_holdout(output: Path, limit: int | None) -> str:
+    return write_digits_imagefolder(output, limit, holdout=True)
 
 
 def write_digits_jsonl(output: Path, limit: int | None) -> str:
