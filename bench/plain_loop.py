@@ -1,0 +1,98 @@
+"""The baseline: a minimal hand-written PyTorch (DDP) training loop, started by torchrun.
+
+It reads the same job.json as the trainer and trains the same model (built by the project's model
+registry) with the same optimizer settings (SGD, Nesterov momentum 0.9, weight decay 1e-4 on
+weights only) and the same per-rank batch, but with nothing else: the images are decoded once into
+memory, there is no checkpointing, evaluation, reporting or per-step collective besides DDP's own.
+It times every epoch on rank 0 and writes the figures as JSON; the benchmarks drop the first
+epoch as warm-up.
+
+    python -m torch.distributed.run --standalone --nproc-per-node 2 bench/plain_loop.py \\
+        --config out/job.json --result out/plain.json [--ddp always|auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from benchlib import pin_threads
+
+pin_threads()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True, help="a trainer job.json (TrainerConfig)")
+    parser.add_argument("--result", type=Path, required=True, help="where rank 0 writes per-epoch items/s")
+    parser.add_argument("--ddp", choices=("auto", "always"), default="auto",
+                        help="auto: wrap in DDP only with 2+ processes (as the trainer does); always: also with 1")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from deeptrain_trainer.contract import load_config
+    from deeptrain_trainer.models.registry import build_model
+    from torch.nn.parallel import DistributedDataParallel
+    from trainer_setup import load_image_tensors
+
+    torch.set_num_threads(1)
+    config = load_config(args.config.read_text())
+    hp = config.hyperparameters
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    wrap = world > 1 or args.ddp == "always"
+    if wrap:
+        # Same as the trainer's gloo group; a world of one needs the env a launcher sets.
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29511")
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(config.seed * 1000 + rank)
+
+    image_size = int(hp["image_size"])
+    images, labels = load_image_tensors(Path(config.dataset.uri), image_size)
+    model = build_model(config.modelType, config.template, num_classes=int(labels.max()) + 1, image_size=image_size,
+                        scale=config.templateScale, hyperparameters=hp)
+    trained = DistributedDataParallel(model) if wrap else model
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    others = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD([{"params": weights, "weight_decay": 1e-4}, {"params": others, "weight_decay": 0.0}],
+                                lr=float(hp["lrate"]), momentum=0.9, nesterov=True)
+
+    global_batch = int(hp["batch_size"])
+    per_rank = global_batch // world
+    items = int(hp["num_items_per_epoch"]) or len(images)
+    steps = max(1, items // global_batch)
+    model.train()
+    epoch_rates, epoch_seconds = [], []
+    for epoch in range(int(hp["num_epochs"])):
+        generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+        repeats = -(-steps * global_batch // len(images))
+        order = torch.cat([torch.randperm(len(images), generator=generator) for _ in range(repeats)])
+        mine = order[rank::world]
+        started = time.monotonic()
+        for step in range(steps):
+            index = mine[step * per_rank:(step + 1) * per_rank]
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(trained(images[index]), labels[index])
+            loss.backward()
+            optimizer.step()
+        elapsed = time.monotonic() - started
+        epoch_rates.append(steps * global_batch / elapsed)
+        epoch_seconds.append(elapsed)
+    if rank == 0:
+        args.result.write_text(json.dumps({"epoch_items_per_second": epoch_rates, "epoch_seconds": epoch_seconds,
+                                           "steps_per_epoch": steps, "world_size": world, "ddp": wrap}))
+    if wrap:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
