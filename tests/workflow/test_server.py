@@ -6,12 +6,18 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import numpy as np
 import pytest
+import yaml
 from aiohttp import web
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
 from deeptrain_trainer.workflow.index import Index
@@ -231,3 +237,41 @@ async def test_openapi_document_is_valid_and_lists_the_routes(crop_runner):
     assert document["openapi"].startswith("3.")
     assert {"/v1/predict", "/v1/search", "/v1/clusters", "/healthz", "/readyz", "/metrics"} <= set(document["paths"])
     assert "shoe-search" in document["info"]["title"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_the_entrypoint_serves_a_workflow_file_with_pinned_and_folder_models(untrained_models, tmp_path):
+    manifest = tmp_path / "workflow.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "deeptrain.dev/v1alpha1", "kind": "Workflow",
+                                        "metadata": {"name": "shapes"}, "spec": {"nodes": CROP_GRAPH}}))
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "DEEPTRAIN_WORKFLOW_MODELS": json.dumps({"embed": str(untrained_models / "embedder")})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deeptrain_trainer.serve", "--workflow", str(manifest), "--models",
+         str(untrained_models / "missing"), "--model", f"detect={untrained_models / 'detector'}",
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(READY_WAIT_SECONDS * 10):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        if response.status == 200:
+                            ready = await response.json()
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass  # not listening yet
+                assert process.poll() is None, process.stdout.read().decode()
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the service never became ready")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert set(ready["models"]) == {"detect", "embed"}
