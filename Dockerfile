@@ -52,7 +52,7 @@ RUN groupadd --gid 1000 deeptrain \
  && python3 -m venv /opt/venv \
  && pip install ${TORCH_PIP_ARGS} "torch==${TORCH_VERSION}"
 COPY --from=wheel /wheels /wheels
-RUN pip install "$(ls /wheels/deeptrain_operator-*.whl)[trainer]" && rm -rf /wheels
+RUN pip install "$(ls /wheels/deeptrain_operator-*.whl)[trainer,data]" && rm -rf /wheels
 USER 1000:1000
 WORKDIR /home/deeptrain
 # The operator sets the pod's command; this default runs one node of a job from its config file.

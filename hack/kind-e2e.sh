@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end on a local kind cluster (needs Docker, kind, kubectl; helm comes from hack/install-helm.sh):
-# build both images, install the chart with them, train examples/visual-classifier-cluster.yaml to
+# build both images, install the chart with them, write the digits dataset onto a PVC
+# (examples/cluster/digits-data.yaml), train examples/cluster/visual-classifier.yaml to
 # Succeeded in a namespace that enforces the restricted Pod Security profile, then run the
 # operator-integration suite against the same cluster.
 #
@@ -15,7 +16,8 @@ CLUSTER="${CLUSTER:-deeptrain-e2e}"
 TAG="${TAG:-e2e}"
 OPERATOR_NAMESPACE="deeptrain-system"
 JOB_NAMESPACE="deeptrain-e2e"
-EXAMPLE="examples/visual-classifier-cluster.yaml"
+DATA="examples/cluster/digits-data.yaml"
+EXAMPLE="examples/cluster/visual-classifier.yaml"
 TIMEOUT="${TIMEOUT:-45m}"
 
 bash hack/install-helm.sh
@@ -56,6 +58,9 @@ done
 # Helm installs crds/ only on first install; keep them current on reruns.
 kubectl apply --server-side --force-conflicts -f charts/deeptrain-operator/crds/
 
+# The examples name the trainer image by its default tag; point them at the one loaded above.
+sed "s|deeptrain-trainer:0.1.0|deeptrain-trainer:$TAG|" "$DATA" | kubectl apply -n "$JOB_NAMESPACE" -f -
+kubectl wait -n "$JOB_NAMESPACE" job/make-digits --for=condition=Complete --timeout=10m
 job="$(kubectl apply -n "$JOB_NAMESPACE" -f "$EXAMPLE" -o name | grep '^deeptrainingjob')"
 kubectl wait -n "$JOB_NAMESPACE" "$job" --for=jsonpath='{.status.phase}'=Succeeded --timeout="$TIMEOUT"
 kubectl get -n "$JOB_NAMESPACE" "$job" -o wide
