@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from fakekube import FakeKubeServer
 from harness import JobPlayer, KubeClient, KubeEnv, OperatorRunner
 from harness.environment import kube_environment, unique_name

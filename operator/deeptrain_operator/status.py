@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from deeptrain_trainer import catalog, contract
@@ -18,6 +18,7 @@ from deeptrain_trainer import catalog, contract
 from . import constants as c
 from .api import DeepTrainingJob
 from .builders import spec_hash
+from .conditions import Conditions, format_time
 
 Manifest = dict[str, Any]
 Problem = tuple[str, str]
@@ -74,10 +75,6 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def attempt_of(obj: Manifest) -> int | None:
@@ -147,40 +144,11 @@ def current_pods(observed: Observed, attempt: int) -> list[Manifest]:
 
 # --- conditions ------------------------------------------------------------------------------------
 
-class _Conditions:
-    """metav1.Conditions keyed by type; lastTransitionTime only moves when status does."""
+class _Conditions(Conditions):
+    """A job's conditions, which also decide its phase."""
 
     def __init__(self, existing: Iterable[Manifest], now: datetime, generation: int | None) -> None:
-        self._by_type = {cond["type"]: dict(cond) for cond in existing if cond.get("type")}
-        self._now = format_time(now)
-        self._generation = generation
-
-    def is_true(self, type_: str) -> bool:
-        return self._by_type.get(type_, {}).get("status") == "True"
-
-    def reason(self, type_: str) -> str | None:
-        return self._by_type.get(type_, {}).get("reason")
-
-    def message(self, type_: str) -> str:
-        return self._by_type.get(type_, {}).get("message", "")
-
-    def set(self, type_: str, status: bool, reason: str, message: str = "") -> None:
-        value = "True" if status else "False"
-        old = self._by_type.get(type_)
-        since = old["lastTransitionTime"] if old and old.get("status") == value else self._now
-        cond = {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
-        if self._generation is not None:
-            cond["observedGeneration"] = self._generation
-        self._by_type[type_] = cond
-
-    def clear(self, type_: str, reason: str, message: str = "") -> None:
-        """False, but only for a condition that is already shown: no noise for what never happened."""
-        if type_ in self._by_type:
-            self.set(type_, False, reason, message)
-
-    def as_list(self) -> list[Manifest]:
-        order = {type_: i for i, type_ in enumerate(c.CONDITION_TYPES)}
-        return sorted(self._by_type.values(), key=lambda cond: order.get(cond["type"], len(order)))
+        super().__init__(existing, now, generation, c.CONDITION_TYPES)
 
     def phase(self) -> str:
         for type_, phase in ((c.FAILED, c.PHASE_FAILED), (c.SUCCEEDED, c.PHASE_SUCCEEDED),

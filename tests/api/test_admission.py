@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from deeptrain_operator.api import structural
 from deeptrain_operator.api.crdgen import schema_for
 from deeptrain_operator.api.manifests import ManifestError, load_job, load_objects
@@ -247,8 +248,9 @@ def test_load_objects_applies_the_operator_checks(tmp_path: Path) -> None:
 
 
 def test_deeptrain_validate_command_names_the_field_and_fails() -> None:
-    from deeptrain_operator.cli import app
     from typer.testing import CliRunner
+
+    from deeptrain_operator.cli import app
 
     broken = INVALID / "template-not-offered.yaml"
     result = CliRunner().invoke(app, ["validate", str(FIXTURES / "workflow.yaml"), str(broken)])

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from deeptrain_operator.api import DeepTrainingJob, Workflow, structural
 from deeptrain_operator.api.checks import validate_job
 from deeptrain_operator.api.crdgen import schema_for
-from pydantic import ValidationError
 
 from .manifest_files import VALID_FILES, documents, minimal_job
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from deeptrain_operator.api import cel, crdgen
 from deeptrain_trainer import catalog
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from deeptrain_operator.api import DeepTrainingJob
 from deeptrain_operator.trainer_config import TrainerConfigError, build_trainer_config
 from deeptrain_trainer import catalog

@@ -3,7 +3,12 @@
 import pytest
 
 from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import ModelSummary, TerminationMessage, TERMINATION_MESSAGE_LIMIT, parse_termination_message
+from deeptrain_trainer.contract import (
+    TERMINATION_MESSAGE_LIMIT,
+    ModelSummary,
+    TerminationMessage,
+    parse_termination_message,
+)
 
 
 def test_every_documented_hyperparameter_is_typed_with_a_range_or_choice():

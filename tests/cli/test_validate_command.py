@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from deeptrain_operator.cli import app
 from typer.testing import CliRunner
+
+from deeptrain_operator.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = sorted((ROOT / "tests" / "manifests" / "invalid").glob("*.yaml"))

@@ -7,6 +7,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
 from deeptrain_operator.api.common import GROUP
 from deeptrain_operator.reference import BEGIN_MARKER, END_MARKER, catalog_markdown
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+
 from harness import KubeClient, KubeEnv
 from harness.conditions import has_condition
 

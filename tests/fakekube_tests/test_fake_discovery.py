@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from harness import KubeApiError, KubeClient
 from harness.conditions import has_condition
 

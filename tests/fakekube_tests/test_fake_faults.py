@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fakekube import FakeKubeServer
 from harness import KubeApiError, KubeClient
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from harness import KubeEnv
 
 from .crd_samples import widget

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from harness import JobPlayer, KubeClient, assert_condition
 from harness.conditions import has_condition
 from harness.kubelet import COMPLETION_INDEX, CONTROLLER_UID, JOB_NAME

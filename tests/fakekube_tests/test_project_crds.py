@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from harness import KubeApiError, KubeClient, KubeEnv
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from fakekube import FakeKubeServer
 
 from .client import KubeApiError, KubeClient

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from operator_samples import make_job
+
 from deeptrain_operator.api import DeepTrainingJob
 from deeptrain_operator.settings import Settings
-from operator_samples import make_job
 
 
 @pytest.fixture

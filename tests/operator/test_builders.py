@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from operator_samples import config_of, make_job
+
 from deeptrain_operator import builders
 from deeptrain_operator.settings import Settings
 from deeptrain_trainer import contract
-from operator_samples import config_of, make_job
 
 
 def trainer_job(job: Any, settings: Settings, attempt: int = 1, deadline: int | None = None,

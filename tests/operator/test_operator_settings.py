@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
+
 from deeptrain_operator import metrics
 from deeptrain_operator.__main__ import kopf_arguments
 from deeptrain_operator.reconcile import drift_patch
 from deeptrain_operator.settings import Settings
-from prometheus_client import REGISTRY
 
 
 def test_settings_come_from_the_environment_with_chart_defaults():

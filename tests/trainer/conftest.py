@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
-from PIL import Image
 
 # The trainer tests share two cores with everything else on the machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

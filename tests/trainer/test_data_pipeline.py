@@ -8,6 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.data import (
     ImageRecord,
@@ -19,8 +22,6 @@ from deeptrain_trainer.data import (
     decode_image,
 )
 from deeptrain_trainer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from PIL import Image
-from torch.utils.data import DataLoader
 
 SIZE = 32
 BOX = (0.1, 0.25, 0.4, 0.75)  # the red rectangle in the 40x20 test image, normalised x1, y1, x2, y2

@@ -10,9 +10,10 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+from PIL import Image
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.data import DatasetError, ImageRecord, TextRecord, read_records
-from PIL import Image
 
 
 def png(color: tuple[int, int, int] = (200, 10, 10), size: tuple[int, int] = (8, 6)) -> bytes:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from PIL import Image
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TrainerConfig
 from deeptrain_trainer.data import DatasetError, load_splits
 from deeptrain_trainer.data.records import TextRecord
 from deeptrain_trainer.data.splits import split_by_fraction
-from PIL import Image
 
 TEMPLATES = {catalog.VISUAL_CLASSIFIER: "ResNext", catalog.VISUAL_ANOMALY_HEATMAP: "PatchCore",
              catalog.TEXT_CLASSIFIER: "TextCNN"}

@@ -7,6 +7,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TrainerConfig
 from deeptrain_trainer.data import load_splits

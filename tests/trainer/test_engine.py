@@ -6,12 +6,13 @@ import os
 
 import pytest
 import torch
+from torch import nn
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.checkpoint import load_checkpoint, save_checkpoint
 from deeptrain_trainer.engine import is_evaluation_epoch, steps_per_epoch
 from deeptrain_trainer.errors import ConfigError
 from deeptrain_trainer.optim import build_optimizer, per_rank_batch_size, set_epoch_learning_rate
-from torch import nn
 
 
 class TwoPartModel(nn.Module):

@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+
 from deeptrain_trainer.contract import ExitCode
 from deeptrain_trainer.data import DatasetError
 from deeptrain_trainer.errors import ConfigError, OutputError, termination_for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from deeptrain_trainer.metrics.anomaly import best_f1_threshold, evaluate_anomaly
 from deeptrain_trainer.metrics.classification import evaluate_classification
 from deeptrain_trainer.metrics.detection import box_iou, evaluate_detection

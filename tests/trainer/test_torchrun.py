@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from safetensors.torch import load_file
+
 from deeptrain_trainer import catalog
 from deeptrain_trainer.artifacts import sha256_file
 from deeptrain_trainer.contract import TemplateScale, TrainerConfig
 from deeptrain_trainer.inference import load_model
-from safetensors.torch import load_file
 
 pytestmark = pytest.mark.torchrun
 

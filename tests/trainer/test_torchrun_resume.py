@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from deeptrain_trainer.contract import TrainerConfig
 
 pytestmark = pytest.mark.torchrun

@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from deeptrain_operator.api.workflow import Workflow
 from deeptrain_trainer import catalog
 from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.tasks import task_for
 from deeptrain_trainer.tasks.base import ModelSpec
-from PIL import Image
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)

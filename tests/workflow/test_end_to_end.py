@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 import yaml
 from aiohttp import web
+from PIL import Image
+from typer.testing import CliRunner
+
 from deeptrain_operator.cli import app as cli
 from deeptrain_trainer import catalog
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
@@ -33,8 +36,6 @@ from deeptrain_trainer.workflow.indexing import known_concepts, read_dataset
 from deeptrain_trainer.workflow.kmeans import kmeans
 from deeptrain_trainer.workflow.search import search_by_image
 from deeptrain_trainer.workflow.server import Loaded, create_app
-from PIL import Image
-from typer.testing import CliRunner
 
 pytestmark = pytest.mark.torchrun
 

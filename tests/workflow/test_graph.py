@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from PIL import Image
+
 from deeptrain_trainer.workflow.crop import crop_region, scale_box
 from deeptrain_trainer.workflow.errors import WorkflowError
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
 from deeptrain_trainer.workflow.models import models_dir_resolver, parse_model_map, pinned_resolver
-from PIL import Image
 
 from .conftest import CROP_GRAPH, noise_image, workflow_of
 

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from deeptrain_trainer.data import ImageRecord
 from deeptrain_trainer.workflow.errors import WorkflowError
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
@@ -13,7 +15,6 @@ from deeptrain_trainer.workflow.index import Index, load_index
 from deeptrain_trainer.workflow.indexing import build_index, known_concepts, read_dataset
 from deeptrain_trainer.workflow.kmeans import kmeans
 from deeptrain_trainer.workflow.models import models_dir_resolver
-from PIL import Image
 
 from .conftest import CROP_GRAPH, noise_image, workflow_of
 

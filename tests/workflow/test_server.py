@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import yaml
 from aiohttp import web
+from PIL import Image
+
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
 from deeptrain_trainer.workflow.index import Index
 from deeptrain_trainer.workflow.models import models_dir_resolver
 from deeptrain_trainer.workflow.server import Loaded, create_app
-from PIL import Image
 
 from .conftest import CROP_GRAPH, noise_image, workflow_of
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+
 from deeptrain_trainer.contract import ModelSummary, TerminationMessage
 from deeptrain_trainer.workflow.contract import index_termination_message
 from harness import assert_condition, find_condition

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from deeptrain_trainer import catalog
 from pydantic import AfterValidator, Field
+
+from deeptrain_trainer import catalog
 
 from .common import NAME_MAX_LENGTH, URI_MAX_LENGTH
 from .rules import URI_PATTERN, URI_RULE

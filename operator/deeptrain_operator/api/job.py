@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from deeptrain_trainer import catalog
 from pydantic import AfterValidator, Field, WithJsonSchema, create_model, model_validator
+
+from deeptrain_trainer import catalog
 
 from . import rules
 from .common import (

@@ -14,26 +14,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from deeptrain_trainer import catalog
 from pydantic import ValidationError
+
+from deeptrain_trainer import catalog
 
 from .. import constants as c
 from .. import events
 from .. import kube as k
 from ..api.workflow import Workflow, WorkflowStatus
+from ..conditions import Conditions, format_time
 from ..settings import Settings
 from ..status import condition_status, is_deleting
 from . import builders
 from . import constants as wc
 from .events import transition_events
-from .status import (
-    Conditions,
-    ModelState,
-    WorkflowObserved,
-    compute_workflow_status,
-    format_time,
-    resolve_nodes,
-)
+from .status import ModelState, WorkflowObserved, compute_workflow_status, resolve_nodes
 
 Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
@@ -159,7 +154,8 @@ async def _record(kube: k.KubeClient, body: Manifest, status: Manifest, now: dat
 
 async def _write_invalid(kube: k.KubeClient, body: Manifest, problems: list[tuple[str, str]], now: datetime) -> None:
     previous = body.get("status") or {}
-    conditions = Conditions(previous.get("conditions") or [], now, body["metadata"].get("generation"))
+    conditions = Conditions(previous.get("conditions") or [], now, body["metadata"].get("generation"),
+                            wc.CONDITION_TYPES)
     text = f"{problems[0][0]}: {problems[0][1]}"
     conditions.set(wc.MODELS_READY, False, wc.REASON_INVALID_SPEC, text)
     conditions.set(wc.READY, False, wc.REASON_INVALID_SPEC, text)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from deeptrain_trainer.workflow.contract import parse_index_termination_message
 
 from ..api.workflow import Workflow
+from ..conditions import Conditions
 from . import constants as wc
 from .builders import endpoint
 
@@ -45,38 +46,6 @@ class WorkflowObserved:
     index_pods: Sequence[Manifest] = ()
     default_winner: str | None = None  # the newest default workflow of the namespace
     index_uri: str | None = None
-
-
-def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Conditions:
-    """metav1.Conditions keyed by type; lastTransitionTime moves only when status does."""
-
-    def __init__(self, existing: Sequence[Manifest], now: datetime, generation: int | None) -> None:
-        self._by_type = {cond["type"]: dict(cond) for cond in existing if cond.get("type")}
-        self._now = format_time(now)
-        self._generation = generation
-
-    def set(self, type_: str, status: bool, reason: str, message: str = "") -> None:
-        value = "True" if status else "False"
-        old = self._by_type.get(type_)
-        since = old["lastTransitionTime"] if old and old.get("status") == value else self._now
-        cond = {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
-        if self._generation is not None:
-            cond["observedGeneration"] = self._generation
-        self._by_type[type_] = cond
-
-    def drop(self, type_: str) -> None:
-        self._by_type.pop(type_, None)
-
-    def get(self, type_: str) -> Manifest | None:
-        return self._by_type.get(type_)
-
-    def as_list(self) -> list[Manifest]:
-        order = {type_: i for i, type_ in enumerate(wc.CONDITION_TYPES)}
-        return sorted(self._by_type.values(), key=lambda cond: order.get(cond["type"], len(order)))
 
 
 @dataclass(frozen=True)
@@ -157,7 +126,7 @@ def _index_message(pods: Sequence[Manifest]) -> tuple[dict[str, Any] | None, str
 def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now: datetime) -> Manifest:
     previous = workflow.status.to_dict() if workflow.status is not None else {}
     generation = workflow.metadata.generation
-    conditions = Conditions(previous.get("conditions") or [], now, generation)
+    conditions = Conditions(previous.get("conditions") or [], now, generation, wc.CONDITION_TYPES)
     status: Manifest = {"observedGeneration": generation}
     spec = workflow.spec
 

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from harness import KubeClient, find_condition
 from operator_integration import API_VERSION, KIND
+
+from harness import KubeClient, find_condition
 
 # Integration runs re-check each job every second, so that deadlines and TTLs are noticed quickly.
 RECONCILE_INTERVAL = "1"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from operator_integration import API_VERSION, KIND, job_manifest
+
 from deeptrain_trainer.contract import ModelSummary, TerminationMessage
 from harness import assert_condition
-from operator_integration import API_VERSION, KIND, job_manifest
 
 MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="0123456789ab", concepts=["boot", "sandal"],
                      metrics={"accuracy": 0.962}, checksum="sha256:" + "0" * 64)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from operator_integration import API_VERSION, KIND, job_manifest
+
 from deeptrain_trainer.contract import ModelSummary, TerminationMessage
 from harness import KubeApiError, find_condition
-from operator_integration import API_VERSION, KIND, job_manifest
 
 MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="fedcbafedcba", concepts=["boot"],
                      metrics={"accuracy": 0.8}, checksum="sha256:" + "2" * 64)

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deeptrain_operator.api.workflow import Workflow, WorkflowNode
 from PIL import Image
+
+from deeptrain_operator.api.workflow import Workflow, WorkflowNode
 
 from .. import catalog
 from ..inference import Predictor, load_model
