@@ -32,3 +32,21 @@ def assert_condition(obj: dict[str, Any] | None, type: str, status: str = "True"
     condition = find_condition(obj, type)
     assert condition is not None
     return condition
+
+
+async def wait_for_condition(kube: Any, api_version: str, kind: str, name: str, namespace: str,
+                             predicate: Any = None, *, type: str | None = None, status: str = "True",
+                             reason: str | None = None, timeout: float = 30) -> dict[str, Any]:
+    """Wait until the object has condition `type` = `status` (and `reason`) and satisfies `predicate`."""
+
+    def ready(obj: dict[str, Any] | None) -> bool:
+        if obj is None:
+            return False
+        if type is not None and not has_condition(obj, type, status, reason):
+            return False
+        return predicate is None or bool(predicate(obj))
+
+    what = f"condition {type}={status}" + (f" ({reason})" if reason else "") if type else "the predicate"
+    found = await kube.wait_for(api_version, kind, name, namespace, ready, timeout=timeout, what=what)
+    assert found is not None
+    return found

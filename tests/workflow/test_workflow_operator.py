@@ -14,7 +14,7 @@ import pytest
 
 from deeptrain_trainer.contract import ModelSummary, TerminationMessage
 from deeptrain_trainer.workflow.contract import index_termination_message
-from harness import assert_condition, find_condition
+from harness import assert_condition, find_condition, wait_for_condition
 
 API_VERSION = "deeptrain.dev/v1alpha1"
 JOB_KIND = "DeepTrainingJob"
@@ -66,21 +66,8 @@ Waiter = Callable[..., Awaitable[dict[str, Any]]]
 
 @pytest.fixture
 def wait_workflow(kube, namespace) -> Waiter:
-    async def wait(name: str, predicate: Callable[[dict[str, Any]], Any] | None = None, *, type: str | None = None,
-                   status: str = "True", reason: str | None = None, timeout: float = 30) -> dict[str, Any]:
-        def ready(obj: dict[str, Any] | None) -> bool:
-            if obj is None:
-                return False
-            if type is not None:
-                cond = find_condition(obj, type)
-                if cond is None or cond.get("status") != status or (reason and cond.get("reason") != reason):
-                    return False
-            return predicate is None or bool(predicate(obj))
-
-        what = f"condition {type}={status}" + (f" ({reason})" if reason else "") if type else "the predicate"
-        found = await kube.wait_for(API_VERSION, WORKFLOW_KIND, name, namespace, ready, timeout=timeout, what=what)
-        assert found is not None
-        return found
+    async def wait(name: str, predicate: Callable[[dict[str, Any]], Any] | None = None, **condition: Any) -> dict[str, Any]:
+        return await wait_for_condition(kube, API_VERSION, WORKFLOW_KIND, name, namespace, predicate, **condition)
 
     return wait
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from operator_integration import API_VERSION, KIND
 
-from harness import KubeClient, find_condition
+from harness import KubeClient, wait_for_condition
 
 # Integration runs re-check each job every second, so that deadlines and TTLs are noticed quickly.
 RECONCILE_INTERVAL = "1"
@@ -31,21 +31,8 @@ JobWaiter = Callable[..., Awaitable[dict[str, Any]]]
 def wait_job(kube: KubeClient, namespace: str) -> JobWaiter:
     """Wait until the DeepTrainingJob satisfies `predicate` (or has condition `type` = `status`)."""
 
-    async def wait(name: str, predicate: Callable[[dict[str, Any]], Any] | None = None, *, type: str | None = None,
-                   status: str = "True", reason: str | None = None, timeout: float = 30) -> dict[str, Any]:
-        def ready(obj: dict[str, Any] | None) -> bool:
-            if obj is None:
-                return False
-            if type is not None:
-                cond = find_condition(obj, type)
-                if cond is None or cond.get("status") != status or (reason and cond.get("reason") != reason):
-                    return False
-            return predicate is None or bool(predicate(obj))
-
-        what = f"condition {type}={status}" + (f" ({reason})" if reason else "") if type else "the predicate"
-        found = await kube.wait_for(API_VERSION, KIND, name, namespace, ready, timeout=timeout, what=what)
-        assert found is not None
-        return found
+    async def wait(name: str, predicate: Callable[[dict[str, Any]], Any] | None = None, **condition: Any) -> dict[str, Any]:
+        return await wait_for_condition(kube, API_VERSION, KIND, name, namespace, predicate, **condition)
 
     return wait
 
