@@ -4,14 +4,13 @@
         job = await kube.create({...})
         ...
 
-Override `operator_module`, `operator_env` or `operator_args` in a test module to run another operator
+Override `operator_modules`, `operator_env` or `operator_args` in a test module to run another operator
 or with other settings.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -69,8 +68,11 @@ async def _wait_namespace_gone(kube: KubeClient, kube_env: KubeEnv, name: str) -
 
 
 @pytest.fixture
-def operator_module() -> str:
-    return "deeptrain_operator.handlers"
+def operator_modules() -> tuple[str, ...]:
+    """The handler modules `python -m deeptrain_operator` runs."""
+    from deeptrain_operator.__main__ import HANDLER_MODULES
+
+    return HANDLER_MODULES
 
 
 @pytest.fixture
@@ -88,15 +90,12 @@ def operator_args() -> list[str]:
 
 
 @pytest.fixture
-def operator(kube_env: KubeEnv, namespace: str, operator_module: str, operator_env: dict[str, str],
+def operator(kube_env: KubeEnv, namespace: str, operator_modules: tuple[str, ...], operator_env: dict[str, str],
              operator_args: list[str]) -> Iterator[OperatorRunner]:
     """The operator, in-process, watching `namespace`; fails the test if it logged an unhandled exception."""
-    if importlib.util.find_spec(operator_module.split(".")[0]) is None or \
-            importlib.util.find_spec(operator_module) is None:
-        pytest.skip(f"the operator module {operator_module} does not exist yet")
-    if operator_module.startswith("deeptrain_operator"):
+    if any(module.startswith("deeptrain_operator") for module in operator_modules):
         kube_env.require_crds()
-    runner = OperatorRunner(operator_module, namespace, kube_env.kubeconfig, operator_env, operator_args).start()
+    runner = OperatorRunner(operator_modules, namespace, kube_env.kubeconfig, operator_env, operator_args).start()
     yield runner
     runner.stop()
     runner.check()

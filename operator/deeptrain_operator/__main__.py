@@ -14,12 +14,14 @@ from kopf import cli
 from .settings import Settings
 
 LIVENESS_ENDPOINT = "http://0.0.0.0:8081/healthz"
-HANDLERS_MODULE = "deeptrain_operator.handlers"
+# One kopf handler module per kind; the Workflow controller shares the job controller's client and state.
+HANDLER_MODULES = ("deeptrain_operator.handlers", "deeptrain_operator.workflows.handlers")
 
 
 def kopf_arguments(settings: Settings, extra: list[str]) -> list[str]:
     scope = [arg for ns in settings.watch_namespaces for arg in ("--namespace", ns)] or ["--all-namespaces"]
-    return ["run", "--standalone", "--liveness", LIVENESS_ENDPOINT, *scope, "-m", HANDLERS_MODULE, *extra]
+    modules = [arg for module in HANDLER_MODULES for arg in ("-m", module)]
+    return ["run", "--standalone", "--liveness", LIVENESS_ENDPOINT, *scope, *modules, *extra]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,8 +13,8 @@ pytestmark = pytest.mark.usefixtures("sample_crds")
 
 
 @pytest.fixture
-def operator_module() -> str:
-    return "fakekube_tests.tiny_operator"
+def operator_modules() -> tuple[str, ...]:
+    return ("fakekube_tests.tiny_operator",)
 
 
 def seen_size(size: int):

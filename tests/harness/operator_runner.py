@@ -18,30 +18,31 @@ from kopf.testing import KopfRunner
 OPERATOR_LOGGERS = ("kopf",)
 
 
-_registries: dict[str, kopf.OperatorRegistry] = {}
+_registries: dict[tuple[str, ...], kopf.OperatorRegistry] = {}
 
 
-def registry_of(module: str) -> kopf.OperatorRegistry:
-    """The handlers of one operator module, in a registry of their own.
+def registry_of(modules: tuple[str, ...]) -> kopf.OperatorRegistry:
+    """The handlers of an operator's modules, in a registry of their own.
 
-    kopf registers handlers into a process-wide default registry at import time; giving each module
+    kopf registers handlers into a process-wide default registry at import time; giving each operator
     its own keeps operators run by different tests of one session from seeing each other's handlers.
     """
-    if module not in _registries:
+    if modules not in _registries:
         registry = kopf.OperatorRegistry()
         # The harness always hands the operator a kubeconfig (KUBECONFIG), on the fake and on real clusters.
         kopf.on.login(registry=registry, id="harness-kubeconfig")(kopf.login_with_kubeconfig)
         previous = kopf.get_default_registry()
         kopf.set_default_registry(registry)
         try:
-            if module in sys.modules:
-                importlib.reload(sys.modules[module])  # imported before: register its handlers again, here
-            else:
-                importlib.import_module(module)
+            for module in modules:
+                if module in sys.modules:
+                    importlib.reload(sys.modules[module])  # imported before: register its handlers again, here
+                else:
+                    importlib.import_module(module)
         finally:
             kopf.set_default_registry(previous)
-        _registries[module] = registry
-    return _registries[module]
+        _registries[modules] = registry
+    return _registries[modules]
 
 
 class _Collector(logging.Handler):
@@ -56,20 +57,20 @@ class _Collector(logging.Handler):
 
 
 class OperatorRunner:
-    """Usage: `runner = OperatorRunner("deeptrain_operator.handlers", ns, kubeconfig); runner.start()`.
+    """Usage: `runner = OperatorRunner(("deeptrain_operator.handlers",), ns, kubeconfig); runner.start()`.
 
     `env` is set in this process while the operator runs (kopf runs in a thread, not a subprocess),
     KUBECONFIG included. Any ERROR record with a traceback, i.e. an exception the operator did not
     handle, fails `check()`, unless it matches a pattern given to `allow_errors()`.
     """
 
-    def __init__(self, module: str, namespace: str, kubeconfig: str | Path, env: Mapping[str, str] | None = None,
+    def __init__(self, modules: Sequence[str], namespace: str, kubeconfig: str | Path, env: Mapping[str, str] | None = None,
                  extra_args: Sequence[str] = ()) -> None:
-        self.module = module
+        self.modules = tuple(modules)
         self.namespace = namespace
         self.env = {**(env or {}), "KUBECONFIG": str(kubeconfig)}
         self.extra_args = list(extra_args)
-        self._collector = _Collector((*OPERATOR_LOGGERS, module.split(".")[0]))
+        self._collector = _Collector((*OPERATOR_LOGGERS, *(module.split(".")[0] for module in self.modules)))
         self._runner: KopfRunner | None = None
         self._saved_env: dict[str, str | None] = {}
         self._allowed: list[re.Pattern[str]] = []
@@ -77,7 +78,8 @@ class OperatorRunner:
 
     @property
     def args(self) -> list[str]:
-        return ["run", "--standalone", "--namespace", self.namespace, "-m", self.module, *self.extra_args]
+        modules = [arg for module in self.modules for arg in ("-m", module)]
+        return ["run", "--standalone", "--namespace", self.namespace, *modules, *self.extra_args]
 
     @property
     def running(self) -> bool:
@@ -88,7 +90,7 @@ class OperatorRunner:
         self._saved_env = {name: os.environ.get(name) for name in self.env}
         os.environ.update(self.env)
         logging.getLogger().addHandler(self._collector)
-        self._runner = KopfRunner(self.args, timeout=60, registry=registry_of(self.module))
+        self._runner = KopfRunner(self.args, timeout=60, registry=registry_of(self.modules))
         self._runner.__enter__()
         return self
 

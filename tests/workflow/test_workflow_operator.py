@@ -24,11 +24,6 @@ CREATION_GAP_SECONDS = 1.1
 
 
 @pytest.fixture
-def operator_module() -> str:
-    return "workflow.operator_with_workflows"
-
-
-@pytest.fixture
 def operator_env(operator_env: dict[str, str]) -> dict[str, str]:
     return {**operator_env, "DEEPTRAIN_RECONCILE_INTERVAL": "1", "DEEPTRAIN_METRICS_PORT": "0",
             "DEEPTRAIN_SERVE_IMAGE": "deeptrain/serve:test"}
