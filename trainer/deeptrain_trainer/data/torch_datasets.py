@@ -37,8 +37,23 @@ from .transforms import (
 )
 
 TEXT_MAX_LENGTH = 256
+# Training sets whose resized images fit in this many bytes are decoded once and kept: every later
+# epoch only flips and normalises (in-process loading, as on CPU, keeps the cache across epochs).
+DECODED_CACHE_BYTES = 256 * 1024 * 1024
 # Padded batches are at least this long, so a TextCNN's widest kernel always fits.
 TEXT_MIN_LENGTH = 8
+
+
+def _mix(*values: int) -> int:
+    """A well-spread 64-bit hash of small integers (splitmix64 steps): cheap per-item randomness that
+    depends only on its inputs, not on which worker or process asks."""
+    state = 0
+    for value in values:
+        state = (state + value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        state = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        state = ((state ^ (state >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 31
+    return state
 
 
 def _class_target(concepts: Sequence[str], index: dict[str, int], logreg: bool) -> torch.Tensor:
@@ -63,6 +78,8 @@ class ImageRecordDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.stats = ImageLoadStats()  # images that failed to decode here and were replaced
+        fits = len(self.records) * image_size * image_size * 3 <= DECODED_CACHE_BYTES
+        self._decoded: dict[int, tuple[ImageRecord, Image.Image]] | None = {} if fits else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -71,7 +88,7 @@ class ImageRecordDataset(Dataset):
         return len(self.records)
 
     def _is_flipped(self, index: int) -> bool:
-        return self.flips and bool(np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5)
+        return self.flips and bool(_mix(self.seed, self.epoch, index) & 1)
 
     def _load(self, index: int) -> tuple[ImageRecord, Image.Image]:
         """The record's image; an undecodable one is counted and replaced by the next record's."""
@@ -87,10 +104,18 @@ class ImageRecordDataset(Dataset):
         raise DatasetError(self.records[index].uri, "no image of this dataset can be decoded",
                            "check the files are images")
 
-    def __getitem__(self, index: int) -> tuple[Any, ...]:
+    def _load_resized(self, index: int) -> tuple[ImageRecord, Image.Image]:
+        if self._decoded is not None and index in self._decoded:
+            return self._decoded[index]
         record, image = self._load(index)
+        loaded = record, resize_image(image, self.image_size)
+        if self._decoded is not None:
+            self._decoded[index] = loaded
+        return loaded
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        record, image = self._load_resized(index)
         flipped = self._is_flipped(index)
-        image = resize_image(image, self.image_size)
         if flipped:
             image = flip_image(image)
         return self.item(record, image_to_tensor(image), flipped)
