@@ -1,9 +1,10 @@
 """kopf handlers: thin triggers of the level-based `reconcile()`.
 
-Every trigger of a DeepTrainingJob (create, update, resume, a slow timer, and events of the child Jobs
-and pods) ends in the same `reconcile(namespace, name)`, serialised per job by a lock. There is no
-delete handler with a finalizer: children carry controlling ownerReferences, so the garbage collector
-removes them with the job, and a stuck operator can never block a `kubectl delete`.
+Every trigger of a DeepTrainingJob (create, update, resume, a slow resync loop, and events of the child
+Jobs and pods) ends in the same `reconcile(namespace, name)`, serialised per job by a lock. There is no
+finalizer: children carry controlling ownerReferences, so the garbage collector removes them with the
+job, and a stopped operator can never block a `kubectl delete`. That is also why the resync is a loop of
+our own and not a kopf timer: kopf puts a finalizer on every object that has a timer.
 
 Workflow handlers belong in a module of their own that uses `operator_state(memo)` the same way.
 """
@@ -23,12 +24,14 @@ from .kube import KubeClient
 from .reconcile import reconcile
 from .settings import Settings
 
-# Read once at import: kopf fixes the timer interval when the decorator registers it.
 SETTINGS = Settings.from_env()
 JOBS = (c.GROUP, c.VERSION, c.JOB_PLURAL)
 OURS = {c.LABEL_MANAGED_BY: c.MANAGER}
 _STATE_KEY = "deeptrain"
 CLOSE_GRACE_SECONDS = 10.0
+RESYNC_LOG = logging.getLogger(f"{__name__}.resync")
+# Seconds between retries of a failed API request of kopf's own: about 10 minutes in all.
+API_ERROR_BACKOFFS = (1, 1, 2, 3, 5, 8, 13, 21, *([30] * 18))
 
 
 @dataclass
@@ -40,6 +43,9 @@ class OperatorState:
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     in_flight: int = 0
     closing: bool = False
+    # Every job the watch has shown and not yet deleted: what the resync loop visits.
+    known_jobs: set[tuple[str, str]] = field(default_factory=set)
+    resync_task: asyncio.Task[None] | None = None
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault((namespace, name), asyncio.Lock())
@@ -55,7 +61,7 @@ def operator_state(memo: Any) -> OperatorState:
 async def reconcile_job(memo: Any, namespace: str, name: str, logger: logging.Logger | logging.LoggerAdapter) -> None:  # type: ignore[type-arg]
     state = operator_state(memo)
     if state.closing:
-        return  # a timer kopf left running after the operator stopped
+        return  # a reconcile triggered while the operator stops
     state.in_flight += 1
     try:
         async with state.lock(namespace, name):
@@ -77,6 +83,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     # A watch the server silently dropped would otherwise hang until the TCP stack notices.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # kopf's default retries of 5xx and unreachable-API errors give up after about 54 s, and then the
+    # whole operator exits: ride out a control-plane restart or upgrade of several minutes instead.
+    settings.networking.error_backoffs = API_ERROR_BACKOFFS
     operator_state(memo)
     metrics.serve(SETTINGS.metrics_port, logger)
 
@@ -94,9 +103,11 @@ def login(memo: kopf.Memo, logger: logging.Logger, **kwargs: Any) -> kopf.Connec
 
 @kopf.on.cleanup()
 async def close(memo: kopf.Memo, **_: Any) -> None:
-    # kopf does not cancel a timer that is mid-run when it stops; let running reconciles finish first.
+    # Stop the resync loop, and let reconciles already running (kopf does not cancel them) finish first.
     state = operator_state(memo)
     state.closing = True
+    if state.resync_task is not None:
+        state.resync_task.cancel()
     for _ in range(int(CLOSE_GRACE_SECONDS / 0.1)):
         if not state.in_flight:
             break
@@ -111,10 +122,35 @@ async def job_changed(name: str, namespace: str, memo: kopf.Memo, logger: loggin
     await reconcile_job(memo, namespace, name, logger)
 
 
-@kopf.timer(*JOBS, interval=SETTINGS.reconcile_interval)
-async def resync(name: str, namespace: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    """Level-based safety net: deadlines, TTLs and base models are noticed even when nothing else happens."""
-    await reconcile_job(memo, namespace, name, logger)
+async def _resync_forever(memo: Any) -> None:
+    """Level-based safety net: deadlines, TTLs and base models are noticed even when nothing else happens,
+    and a reconcile that failed (an API error) is tried again within one interval."""
+    state = operator_state(memo)
+    while not state.closing:
+        await asyncio.sleep(SETTINGS.reconcile_interval)
+        for namespace, name in sorted(state.known_jobs):
+            if state.closing:
+                return
+            try:
+                await reconcile_job(memo, namespace, name, RESYNC_LOG)
+            except (kopf.TemporaryError, kopf.PermanentError):
+                pass  # waiting, or a spec the job's status already explains
+            except Exception as error:
+                RESYNC_LOG.warning(f"resync of {namespace}/{name} failed, trying again next round: {error!r}")
+
+
+@kopf.on.event(*JOBS)
+async def job_seen(type: str | None, name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Remember which jobs exist (the initial listing included), for the resync loop."""
+    state = operator_state(memo)
+    if type == "DELETED":
+        state.known_jobs.discard((namespace, name))
+        metrics.record_phase(namespace, name, None)
+        return
+    state.known_jobs.add((namespace, name))
+    if state.resync_task is None and not state.closing:
+        # Started from a handler, so that it inherits kopf's context: posting Events needs it.
+        state.resync_task = asyncio.get_running_loop().create_task(_resync_forever(memo))
 
 
 @kopf.on.delete(*JOBS, optional=True)
@@ -130,7 +166,7 @@ async def _child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger)
         try:
             await reconcile_job(memo, body["metadata"]["namespace"], owner, logger)
         except kopf.TemporaryError as error:
-            # The timer and the next child event try again; an event handler is never retried by kopf.
+            # The resync loop and the next child event try again; an event handler is never retried by kopf.
             logger.debug(f"reconcile of {owner} postponed: {error}")
 
 

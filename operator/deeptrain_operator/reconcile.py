@@ -1,6 +1,6 @@
 """The one idempotent, level-based reconcile of a DeepTrainingJob.
 
-Every trigger (create, update, resume, the slow timer, events of the child Jobs and pods) calls
+Every trigger (create, update, resume, the slow resync loop, events of the child Jobs and pods) calls
 `reconcile(namespace, name)`. It reads the job fresh, observes its children, computes the status
 (status.py), writes it, and then moves the children one step towards what that status says.
 Writing the status first matters: a gang restart is recorded (attempt + 1) before the old gang is
@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from deeptrain_trainer import contract
 from pydantic import ValidationError
+
+from deeptrain_trainer import contract
 
 from . import builders, events, metrics
 from . import constants as c
@@ -235,7 +236,7 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, job:
     observed = Observed(trainer_jobs=children.trainer_jobs, pods=children.pods)
     stale = stale_children(observed, attempt)
     if stale:
-        # Not an error: the deletion events of the old gang's Job and pods bring us back (the timer too).
+        # Not an error: the deletion events of the old gang's Job and pods bring us back (the resync loop too).
         await _stop(kube, namespace, stale)
         logger.info(f"attempt {attempt} starts once {len(stale)} object(s) of an earlier attempt are gone")
         return
