@@ -72,11 +72,19 @@ def run_local(config: TrainerConfig, nproc: int | None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="deeptrain-") as scratch:
         termination_log = Path(scratch) / "termination-log"
-        termination_log.touch()
-        process = subprocess.Popen(torchrun_command(config_path, nproc), env=trainer_env(termination_log),
-                                   start_new_session=True)  # Ctrl-C reaches us only; we decide what to forward
-        exit_code = _wait_forwarding_interrupts(process, console)
-        message = parse_termination_message(termination_log.read_text())
+        # The gang is restarted here, not by torchrun: torchrun would restart a permanent failure (bad
+        # data, bad config) too, a crash loop that only repeats the same error.
+        for attempt in range(MAX_RESTARTS + 1):
+            termination_log.write_text("")
+            if attempt:
+                console.print(f"restarting the training processes (restart {attempt} of {MAX_RESTARTS})")
+            process = subprocess.Popen(torchrun_command(config_path, nproc, max_restarts=0),
+                                       env=trainer_env(termination_log),
+                                       start_new_session=True)  # Ctrl-C reaches us only; we decide what to forward
+            exit_code = _wait_forwarding_interrupts(process, console)
+            message = parse_termination_message(termination_log.read_text())
+            if exit_code == 0 or exit_code == 128 + signal.SIGINT or (message is not None and message.permanent):
+                break
 
     if exit_code != 0:
         if message is not None and message.exitCode:
