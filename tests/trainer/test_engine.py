@@ -128,3 +128,34 @@ def test_full_disk_is_an_output_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", no_space)
     with pytest.raises(OutputError, match="No space left"):
         save_checkpoint(tmp_path / "checkpoints", {"epoch": 1})
+
+
+def _average_buffers_on_rank(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from deeptrain_trainer.distributed import DistributedContext, average_buffers
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        layer = torch.nn.BatchNorm1d(3)
+        layer.running_mean.fill_(float(rank))
+        layer.num_batches_tracked.fill_(rank + 5)
+        average_buffers(DistributedContext(rank=rank, local_rank=rank, world_size=2, device=torch.device("cpu")), layer)
+        results[rank] = (layer.running_mean.tolist(), int(layer.num_batches_tracked))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_batchnorm_statistics_are_averaged_over_ranks_at_epoch_end():
+    """DDP no longer broadcasts buffers every step; the ranks' running statistics meet at each epoch end."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_average_buffers_on_rank, args=(port, results), nprocs=2)
+    assert results[0][0] == results[1][0] == [0.5, 0.5, 0.5]
+    assert (results[0][1], results[1][1]) == (5, 6)  # integer counters are left alone

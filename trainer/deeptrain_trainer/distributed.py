@@ -89,6 +89,16 @@ def mean_across_ranks(ctx: DistributedContext, value: float) -> float:
     return float(tensor.item()) / ctx.world_size
 
 
+def average_buffers(ctx: DistributedContext, module: torch.nn.Module) -> None:
+    """Make every rank's floating-point buffers (BatchNorm running statistics) their mean over ranks."""
+    if not ctx.is_distributed:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(ctx.world_size)
+
+
 def gather_to_main(ctx: DistributedContext, obj: Any) -> list[Any] | None:
     """Every rank's `obj` on rank 0 (in rank order); None elsewhere."""
     if not ctx.is_distributed:
