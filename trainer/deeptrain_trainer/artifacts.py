@@ -45,11 +45,24 @@ def writing(path: Path | str) -> Iterator[None]:
     """Turn full disks and missing permissions into OutputError, naming the path."""
     try:
         yield
-    except OSError as error:
-        if error.errno in _PERMANENT_ERRNOS:
-            raise OutputError(f"cannot write {path}: {os.strerror(error.errno)}; "
+    except Exception as error:
+        # Writers in C++ (torch.save's zip writer) report a failed write as a RuntimeError raised while
+        # the OSError is handled: look for the OSError along the chain.
+        cause = _permanent_os_error(error)
+        if cause is not None:
+            raise OutputError(f"cannot write {path}: {os.strerror(cause.errno)}; "
                               "check the free space and permissions of spec.output.uri") from error
         raise
+
+
+def _permanent_os_error(error: BaseException | None) -> OSError | None:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in _PERMANENT_ERRNOS:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class OutputDir:
