@@ -11,7 +11,7 @@ BackoffLimitExceeded and no Job or pod of it is left.
 from __future__ import annotations
 
 import pytest
-from fault_support import JOB_NAME_LABEL, PodLedger, eventually
+from fault_support import JOB_NAME_LABEL, PodLedger, eventually, report
 from operator_integration import job_manifest, racing_the_operator
 
 pytestmark = pytest.mark.faults
@@ -55,6 +55,6 @@ async def test_worker_failure_restarts_the_whole_gang_and_never_runs_two_copies_
 
     await eventually(nothing_left, timeout=WAIT_SECONDS, what="no Job or pod left after the final failure")
     await ledger.stop()
-    print(f"pod lists recorded: {len(ledger.snapshots)}")
+    report(f"pod lists recorded: {len(ledger.snapshots)}")
     assert ledger.attempts_seen() == [str(a) for a in range(1, BACKOFF_LIMIT + 2)]
     assert ledger.violations() == []
