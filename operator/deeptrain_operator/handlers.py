@@ -24,7 +24,6 @@ from .kube import KubeClient
 from .reconcile import reconcile
 from .settings import Settings
 
-SETTINGS = Settings.from_env()
 JOBS = (c.GROUP, c.VERSION, c.JOB_PLURAL)
 OURS = {c.LABEL_MANAGED_BY: c.MANAGER}
 _STATE_KEY = "deeptrain"
@@ -39,6 +38,8 @@ class OperatorState:
     """What one running operator shares between its handlers (kept in kopf's memo, not in globals,
     so that an operator restarted in the same process starts clean)."""
 
+    # Read when the operator starts (not at import), so each run sees its own environment.
+    settings: Settings = field(default_factory=Settings.from_env)
     kube: KubeClient = field(default_factory=KubeClient)
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     in_flight: int = 0
@@ -65,7 +66,7 @@ async def reconcile_job(memo: Any, namespace: str, name: str, logger: logging.Lo
     state.in_flight += 1
     try:
         async with state.lock(namespace, name):
-            await reconcile(state.kube, SETTINGS, namespace, name, logger=logger)
+            await reconcile(state.kube, state.settings, namespace, name, logger=logger)
     finally:
         state.in_flight -= 1
 
@@ -86,8 +87,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.
     # kopf's default retries of 5xx and unreachable-API errors give up after about 54 s, and then the
     # whole operator exits: ride out a control-plane restart or upgrade of several minutes instead.
     settings.networking.error_backoffs = API_ERROR_BACKOFFS
-    operator_state(memo)
-    metrics.serve(SETTINGS.metrics_port, logger)
+    metrics.serve(operator_state(memo).settings.metrics_port, logger)
 
 
 @kopf.on.login()
@@ -127,7 +127,7 @@ async def _resync_forever(memo: Any) -> None:
     and a reconcile that failed (an API error) is tried again within one interval."""
     state = operator_state(memo)
     while not state.closing:
-        await asyncio.sleep(SETTINGS.reconcile_interval)
+        await asyncio.sleep(state.settings.reconcile_interval)
         for namespace, name in sorted(state.known_jobs):
             if state.closing:
                 return

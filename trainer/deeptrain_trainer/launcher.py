@@ -125,8 +125,9 @@ def _print_summary(console: Console, output: OutputDir, message: TerminationMess
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
-    console.print(f"weights:    {output.path(MODEL_WEIGHTS)}")
-    console.print(f"model card: {card_path}")
-    console.print(f"plots:      {output.path(PLOTS_DIR)}")
+    # Paths are printed whole (soft_wrap), so that they can be copied from any terminal width.
+    console.print(f"weights:    {output.path(MODEL_WEIGHTS)}", soft_wrap=True)
+    console.print(f"model card: {card_path}", soft_wrap=True)
+    console.print(f"plots:      {output.path(PLOTS_DIR)}", soft_wrap=True)
     if output.is_remote:
         console.print(f"(uploaded to {output.uri})")

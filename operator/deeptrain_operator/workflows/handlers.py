@@ -17,7 +17,8 @@ import kopf
 
 from .. import constants as c
 from .. import kube as k
-from ..handlers import SETTINGS, operator_state
+from ..handlers import operator_state
+from ..settings import Settings
 from .constants import LABEL_WORKFLOW_NAME
 from .reconcile import reconcile_workflow
 
@@ -38,7 +39,7 @@ async def reconcile_one(memo: Any, namespace: str, name: str, logger: Any) -> No
     state.in_flight += 1
     try:
         async with state.lock(namespace, _lock_key(name)):
-            await reconcile_workflow(state.kube, SETTINGS, namespace, name, logger=logger)
+            await reconcile_workflow(state.kube, state.settings, namespace, name, logger=logger)
     finally:
         state.in_flight -= 1
 
@@ -58,7 +59,9 @@ async def workflow_changed(name: str, namespace: str, memo: kopf.Memo, logger: l
     await reconcile_one(memo, namespace, name, logger)
 
 
-@kopf.timer(*WORKFLOWS, interval=SETTINGS.reconcile_interval)
+# kopf fixes a timer's interval when the decorator registers it, so this one setting is read at import.
+# (Workflows carry kopf's finalizer anyway: their deletion must remove the jobs' back-references.)
+@kopf.timer(*WORKFLOWS, interval=Settings.from_env().reconcile_interval)
 async def workflow_resync(name: str, namespace: str, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     await reconcile_one(memo, namespace, name, logger)
 
