@@ -191,8 +191,8 @@ def test_trainer_target_pins_torch(stages):
     assert args.get("TORCH_VERSION") == "2.13.0"
     runs = " ".join(a for i, a in trainer.instructions if i == "RUN")
     assert '"torch==${TORCH_VERSION}"' in runs
-    # torch first: the [trainer] extra then finds its torch range satisfied and installs no other build.
-    assert runs.index("torch==") < runs.index("[trainer]")
+    # torch first: the trainer extra then finds its torch range satisfied and installs no other build.
+    assert runs.index("torch==") < runs.index("[trainer")
 
 
 # --- the operator image's Python environment, emulated -------------------------------------------
