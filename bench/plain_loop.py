@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(config.modelType, config.template, num_classes=int(labels.max()) + 1, image_size=image_size,
                         scale=config.templateScale, hyperparameters=hp)
     # Wrapped as the trainer wraps (engine.Trainer._wrap): no per-step broadcast of BatchNorm buffers.
-    trained = DistributedDataParallel(model, broadcast_buffers=False) if wrap else model
+    trained = DistributedDataParallel(model, forward_sync_buffers=False) if wrap else model
     weights = [p for p in model.parameters() if p.ndim > 1]
     others = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD([{"params": weights, "weight_decay": 1e-4}, {"params": others, "weight_decay": 0.0}],

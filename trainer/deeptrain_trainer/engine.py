@@ -274,7 +274,7 @@ class Trainer:
         # Broadcasting BatchNorm buffers from rank 0 before every forward costs a collective per
         # buffer per step (12% of a small InceptionBatchNorm step in bench/); ranks keep their own
         # running statistics instead, averaged at the end of each epoch (average_buffers).
-        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
     def _tensorboard(self, purge_step: int | None) -> Any:
         from torch.utils.tensorboard import SummaryWriter
