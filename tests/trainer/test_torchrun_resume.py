@@ -122,3 +122,34 @@ def test_a_retrain_with_another_config_starts_over_instead_of_resuming(colour_sq
     log = (tmp_path / "torchrun.log").read_text()
     assert "starting a new run" in log and "resumed from checkpoint" not in log, log[-5000:]
     assert [record["epoch"] for record in history(output)] == list(range(1, NUM_EPOCHS + 1))
+
+
+def test_ctrl_c_on_deeptrain_run_keeps_a_checkpoint_and_the_same_command_resumes(colour_squares, tmp_path):
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(f"""
+apiVersion: deeptrain.dev/v1alpha1
+kind: DeepTrainingJob
+metadata: {{name: squares}}
+spec:
+  modelType: visual-classifier
+  template: ResNext
+  templateScale: {{width: 0.25, depth: 0.34}}
+  hyperparameters: {{batch_size: 8, image_size: 32, num_epochs: {NUM_EPOCHS}, lrate: 0.02, num_items_per_epoch: 32}}
+  dataset: {{uri: "file://{colour_squares}", format: imagefolder, validation: {{fraction: 0.25}}}}
+  output: {{uri: "file://{tmp_path / 'model'}"}}
+  nprocPerNode: 2
+""")
+    command = [str(Path(sys.executable).with_name("deeptrain")), "run", str(manifest)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEEPTRAIN_REPORT": "none"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (tmp_path / "model" / "checkpoints" / "last.pt").exists() or first.poll() is not None,
+             "first checkpoint")
+    first.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+    shown, _ = first.communicate(timeout=WAIT_SECONDS)
+    assert first.returncode == 130, shown[-3000:]
+    assert "interrupted; checkpoint kept in" in shown and not (tmp_path / "model" / "model.safetensors").exists()
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=WAIT_SECONDS)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "resumed from checkpoint" in second.stdout + second.stderr
+    assert (tmp_path / "model" / "model.safetensors").exists()

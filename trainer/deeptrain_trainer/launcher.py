@@ -87,12 +87,13 @@ def run_local(config: TrainerConfig, nproc: int | None) -> int:
                 break
 
     if exit_code != 0:
-        if message is not None and message.exitCode:
+        interrupted = (message is not None and message.reason == "Interrupted") or exit_code == 128 + signal.SIGINT
+        if interrupted:
+            console.print(f"interrupted; checkpoint kept in {output.path('checkpoints')}: run again to resume",
+                          soft_wrap=True)
+        elif message is not None and message.exitCode:
             console.print(f"[red]training failed: {message.reason}: {message.message}[/red]")
-            return message.exitCode
-        if exit_code == 128 + signal.SIGINT:
-            console.print(f"interrupted; checkpoint kept in {output.path('checkpoints')}: run again to resume")
-        return exit_code
+        return message.exitCode if message is not None and message.exitCode else exit_code
     _print_summary(console, output, message)
     return 0
 
