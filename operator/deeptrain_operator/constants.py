@@ -130,4 +130,51 @@ EVENT_CHILD_CONFLICT: Final = "ChildConflict"
 EVENT_RETRAINING: Final = "Retraining"
 EVENT_CHILDREN_DELETED: Final = "ChildrenDeleted"
 
-# Pod hostnames are `<name>-<attempt>-<index>` and must fit a 63-character DNS label.
+
+# --- Workflow -------------------------------------------------------------------------------------
+# (PHASE_FAILED and REASON_INVALID_SPEC above serve both kinds.)
+
+LABEL_WORKFLOW_NAME: Final = f"{GROUP}/workflow-name"
+COMPONENT_SERVE: Final = "workflow-serve"
+COMPONENT_INDEX: Final = "workflow-index"
+COMPONENT_WORKFLOW_CONFIG: Final = "workflow-config"
+
+# Pod-template annotation of the serve Deployment: a new value rolls the pods (new model versions or index).
+ANNOTATION_MODELS_HASH: Final = f"{GROUP}/models-hash"
+# On index Jobs: the hash of what they index (pinned models + spec.index), also part of their name.
+ANNOTATION_INDEX_HASH: Final = f"{GROUP}/index-hash"
+
+SERVE_CONTAINER: Final = "serve"
+INDEX_CONTAINER: Final = "index"
+HTTP_PORT_NAME: Final = "http"
+WORKFLOW_MOUNT_PATH: Final = "/etc/deeptrain"
+INDEX_DIR: Final = "index"  # the index lives in <embed model's parent>/index/<workflow name>
+
+# Phases (printer convenience; conditions are the truth).
+PHASE_PENDING: Final = "Pending"
+PHASE_READY: Final = "Ready"
+
+# Condition types.
+MODELS_READY: Final = "ModelsReady"
+SERVING: Final = "Serving"
+INDEXED: Final = "Indexed"
+READY: Final = "Ready"
+DEFAULT: Final = "Default"
+WORKFLOW_CONDITION_TYPES: Final = (MODELS_READY, SERVING, INDEXED, READY, DEFAULT)
+
+# Condition reasons.
+REASON_MODELS_RESOLVED: Final = "ModelsResolved"
+REASON_WAITING_FOR_MODEL: Final = "WaitingForModel"
+REASON_MODEL_FAILED: Final = "ModelFailed"
+REASON_MODEL_NOT_FOUND: Final = "ModelNotFound"
+REASON_NOT_REQUESTED: Final = "NotRequested"  # no spec.serve / no spec.index
+REASON_DEPLOYMENT_AVAILABLE: Final = "DeploymentAvailable"
+REASON_DEPLOYMENT_PROGRESSING: Final = "DeploymentProgressing"
+REASON_NOT_DEFAULT: Final = "NotDefault"  # spec.index is set but only the default workflow indexes
+REASON_INDEXING: Final = "Indexing"
+REASON_INDEX_BUILT: Final = "IndexBuilt"
+REASON_INDEXING_FAILED: Final = "IndexingFailed"
+REASON_IS_DEFAULT: Final = "IsDefault"
+REASON_SUPERSEDED_BY: Final = "SupersededBy"
+REASON_READY: Final = "WorkflowReady"
+REASON_NOT_READY: Final = "WorkflowNotReady"

@@ -22,7 +22,6 @@ from deeptrain_trainer.workflow import contract as pod
 from .. import constants as c
 from ..api.workflow import Workflow
 from ..settings import Settings
-from . import constants as wc
 
 Manifest = dict[str, Any]
 PinnedNode = dict[str, Any]  # status.nodes[] entry: {id, deepTrainingJob?, modelUri, version}
@@ -62,7 +61,7 @@ def _name(workflow: Workflow) -> str:
 
 def labels(workflow_name: str, component: str) -> dict[str, str]:
     return {c.LABEL_NAME: c.APP_NAME, c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_COMPONENT: component,
-            wc.LABEL_WORKFLOW_NAME: workflow_name}
+            c.LABEL_WORKFLOW_NAME: workflow_name}
 
 
 def owner_reference(workflow: Workflow) -> dict[str, Any]:
@@ -96,7 +95,7 @@ def claim_and_path(uri: str) -> tuple[str | None, str]:
 def index_location(workflow: Workflow, embed_model_uri: str) -> str:
     """The index's URI: `index/<workflow>` beside the embedder's model directory, in the same scheme."""
     parent = posixpath.dirname(embed_model_uri.rstrip("/"))
-    return f"{parent}/{wc.INDEX_DIR}/{_name(workflow)}"
+    return f"{parent}/{c.INDEX_DIR}/{_name(workflow)}"
 
 
 def model_arguments(pinned: Sequence[PinnedNode]) -> list[str]:
@@ -122,7 +121,7 @@ def _claims(read: Sequence[str], write: Sequence[str] = ()) -> dict[str, bool]:
 def _volumes_and_mounts(workflow: Workflow, claims: dict[str, bool]) -> tuple[list[Manifest], list[Manifest]]:
     volumes: list[Manifest] = [{"name": "workflow", "configMap": {"name": config_map_name(_name(workflow))}},
                                {"name": "tmp", "emptyDir": {}}]
-    mounts: list[Manifest] = [{"name": "workflow", "mountPath": wc.WORKFLOW_MOUNT_PATH, "readOnly": True},
+    mounts: list[Manifest] = [{"name": "workflow", "mountPath": c.WORKFLOW_MOUNT_PATH, "readOnly": True},
                               {"name": "tmp", "mountPath": "/tmp"}]
     for index, (claim, writable) in enumerate(claims.items()):
         volumes.append({"name": f"pvc-{index}", "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
@@ -141,7 +140,7 @@ def _container_security() -> Manifest:
 
 
 def _workflow_path() -> str:
-    return f"{wc.WORKFLOW_MOUNT_PATH}/{pod.WORKFLOW_FILENAME}"
+    return f"{c.WORKFLOW_MOUNT_PATH}/{pod.WORKFLOW_FILENAME}"
 
 
 # --- hashes -------------------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ def build_config_map(workflow: Workflow) -> Manifest:
                 "metadata": {"name": _name(workflow), "namespace": workflow.metadata.namespace},
                 "spec": workflow.spec.to_dict()}
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _metadata(workflow, config_map_name(_name(workflow)), wc.COMPONENT_WORKFLOW_CONFIG),
+            "metadata": _metadata(workflow, config_map_name(_name(workflow)), c.COMPONENT_WORKFLOW_CONFIG),
             "data": {pod.WORKFLOW_FILENAME: json.dumps(document, indent=2, sort_keys=True) + "\n"}}
 
 
@@ -185,33 +184,33 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
         arguments += [pod.ARG_INDEX, claim_and_path(index_uri)[1]]
         read.append(index_uri)
     volumes, mounts = _volumes_and_mounts(workflow, _claims(read))
-    probe = {"httpGet": {"path": pod.READY_PATH, "port": wc.HTTP_PORT_NAME}, "periodSeconds": 5, "failureThreshold": 3}
+    probe = {"httpGet": {"path": pod.READY_PATH, "port": c.HTTP_PORT_NAME}, "periodSeconds": 5, "failureThreshold": 3}
     container: Manifest = {
-        "name": wc.SERVE_CONTAINER,
+        "name": c.SERVE_CONTAINER,
         "image": settings.serve_image,
         "command": ["python", "-m", pod.SERVE_MODULE],
         "args": arguments,
         "env": [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"}],
-        "ports": [{"name": wc.HTTP_PORT_NAME, "containerPort": pod.SERVE_PORT, "protocol": "TCP"}],
+        "ports": [{"name": c.HTTP_PORT_NAME, "containerPort": pod.SERVE_PORT, "protocol": "TCP"}],
         "readinessProbe": probe,
-        "livenessProbe": {"httpGet": {"path": pod.HEALTH_PATH, "port": wc.HTTP_PORT_NAME},
+        "livenessProbe": {"httpGet": {"path": pod.HEALTH_PATH, "port": c.HTTP_PORT_NAME},
                           "initialDelaySeconds": LIVENESS_DELAY_SECONDS, "periodSeconds": 10, "failureThreshold": 3},
         "volumeMounts": mounts,
         "securityContext": _container_security(),
     }
     if serve.resources is not None:
         container["resources"] = serve.resources.to_dict()
-    pod_labels = labels(name, wc.COMPONENT_SERVE)
+    pod_labels = labels(name, c.COMPONENT_SERVE)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(workflow, serve_name(name), wc.COMPONENT_SERVE),
+        "metadata": _metadata(workflow, serve_name(name), c.COMPONENT_SERVE),
         "spec": {
             "replicas": serve.replicas,
-            "selector": {"matchLabels": {wc.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: wc.COMPONENT_SERVE}},
+            "selector": {"matchLabels": {c.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: c.COMPONENT_SERVE}},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {
-                    wc.ANNOTATION_MODELS_HASH: models_hash(workflow, pinned, index_version),
+                    c.ANNOTATION_MODELS_HASH: models_hash(workflow, pinned, index_version),
                     "prometheus.io/scrape": "true", "prometheus.io/port": str(pod.SERVE_PORT),
                     "prometheus.io/path": pod.METRICS_PATH}},
                 "spec": {"securityContext": _pod_security(settings), "automountServiceAccountToken": False,
@@ -226,9 +225,9 @@ def build_service(workflow: Workflow) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(workflow, serve_name(name), wc.COMPONENT_SERVE),
-        "spec": {"selector": {wc.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: wc.COMPONENT_SERVE},
-                 "ports": [{"name": wc.HTTP_PORT_NAME, "port": pod.SERVE_PORT, "targetPort": wc.HTTP_PORT_NAME,
+        "metadata": _metadata(workflow, serve_name(name), c.COMPONENT_SERVE),
+        "spec": {"selector": {c.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: c.COMPONENT_SERVE},
+                 "ports": [{"name": c.HTTP_PORT_NAME, "port": pod.SERVE_PORT, "targetPort": c.HTTP_PORT_NAME,
                             "protocol": "TCP"}]},
     }
 
@@ -245,7 +244,7 @@ def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: 
     read = [node["modelUri"] for node in pinned if node.get("modelUri")] + [index.dataset.uri]
     volumes, mounts = _volumes_and_mounts(workflow, _claims(read, [index_uri]))
     container: Manifest = {
-        "name": wc.INDEX_CONTAINER,
+        "name": c.INDEX_CONTAINER,
         "image": settings.serve_image,
         "command": ["deeptrain"],
         "args": arguments,
@@ -258,15 +257,15 @@ def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: 
     }
     if workflow.spec.serve is not None and workflow.spec.serve.resources is not None:
         container["resources"] = workflow.spec.serve.resources.to_dict()
-    annotations = {wc.ANNOTATION_INDEX_HASH: digest}
+    annotations = {c.ANNOTATION_INDEX_HASH: digest}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(workflow, index_job_name(_name(workflow), digest), wc.COMPONENT_INDEX, annotations),
+        "metadata": _metadata(workflow, index_job_name(_name(workflow), digest), c.COMPONENT_INDEX, annotations),
         "spec": {
             "backoffLimit": INDEX_BACKOFF_LIMIT,
             "template": {
-                "metadata": {"labels": labels(_name(workflow), wc.COMPONENT_INDEX), "annotations": annotations},
+                "metadata": {"labels": labels(_name(workflow), c.COMPONENT_INDEX), "annotations": annotations},
                 "spec": {"restartPolicy": "Never", "securityContext": _pod_security(settings),
                          "automountServiceAccountToken": False, "containers": [container], "volumes": volumes},
             },

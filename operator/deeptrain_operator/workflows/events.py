@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import constants as c
 from ..events import Event
-from . import constants as wc
 
 Manifest = dict[str, Any]
 
-_WARNING_REASONS = {wc.REASON_MODEL_FAILED, wc.REASON_MODEL_NOT_FOUND, wc.REASON_INVALID_SPEC,
-                    wc.REASON_INDEXING_FAILED, wc.REASON_SUPERSEDED_BY}
+_WARNING_REASONS = {c.REASON_MODEL_FAILED, c.REASON_MODEL_NOT_FOUND, c.REASON_INVALID_SPEC,
+                    c.REASON_INDEXING_FAILED, c.REASON_SUPERSEDED_BY}
 
 
 def transition_events(previous: Manifest, status: Manifest) -> list[Event]:

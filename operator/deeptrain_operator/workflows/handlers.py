@@ -19,12 +19,11 @@ from .. import constants as c
 from .. import kube as k
 from ..handlers import operator_state
 from ..settings import Settings
-from .constants import LABEL_WORKFLOW_NAME
 from .reconcile import reconcile_workflow
 
 WORKFLOWS = (c.GROUP, c.VERSION, c.WORKFLOW_PLURAL)
 JOBS = (c.GROUP, c.VERSION, c.JOB_PLURAL)
-OURS = {c.LABEL_MANAGED_BY: c.MANAGER, LABEL_WORKFLOW_NAME: kopf.PRESENT}
+OURS = {c.LABEL_MANAGED_BY: c.MANAGER, c.LABEL_WORKFLOW_NAME: kopf.PRESENT}
 
 
 def _lock_key(name: str) -> str:
@@ -92,7 +91,7 @@ async def referenced_job_event(body: kopf.Body, memo: kopf.Memo, logger: logging
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
 async def child_event(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
-    owner = (body["metadata"].get("labels") or {}).get(LABEL_WORKFLOW_NAME)
+    owner = (body["metadata"].get("labels") or {}).get(c.LABEL_WORKFLOW_NAME)
     if owner:
         await _reconcile_quietly(memo, body["metadata"]["namespace"], owner, logger)
 

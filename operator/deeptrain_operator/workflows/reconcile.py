@@ -26,7 +26,6 @@ from ..conditions import Conditions, format_time
 from ..settings import Settings
 from ..status import condition_status, is_deleting
 from . import builders
-from . import constants as wc
 from .events import transition_events
 from .status import ModelState, WorkflowObserved, compute_workflow_status, resolve_nodes
 
@@ -135,7 +134,7 @@ async def reconcile_workflow(kube: k.KubeClient, settings: Settings, namespace: 
     await _record(kube, body, status, now)
 
     await sync_back_references(kube, namespace, name, referenced & set(jobs), job_bodies)
-    if problems or status["phase"] == wc.PHASE_FAILED:
+    if problems or status["phase"] == c.PHASE_FAILED:
         return
     await _converge(kube, settings, body, workflow, status, embed=embed, index_uri=index_uri,
                     index_job=index_job, deployment=deployment, logger=logger)
@@ -155,11 +154,11 @@ async def _record(kube: k.KubeClient, body: Manifest, status: Manifest, now: dat
 async def _write_invalid(kube: k.KubeClient, body: Manifest, problems: list[tuple[str, str]], now: datetime) -> None:
     previous = body.get("status") or {}
     conditions = Conditions(previous.get("conditions") or [], now, body["metadata"].get("generation"),
-                            wc.CONDITION_TYPES)
+                            c.WORKFLOW_CONDITION_TYPES)
     text = f"{problems[0][0]}: {problems[0][1]}"
-    conditions.set(wc.MODELS_READY, False, wc.REASON_INVALID_SPEC, text)
-    conditions.set(wc.READY, False, wc.REASON_INVALID_SPEC, text)
-    status = {"observedGeneration": body["metadata"].get("generation"), "phase": wc.PHASE_FAILED,
+    conditions.set(c.MODELS_READY, False, c.REASON_INVALID_SPEC, text)
+    conditions.set(c.READY, False, c.REASON_INVALID_SPEC, text)
+    status = {"observedGeneration": body["metadata"].get("generation"), "phase": c.PHASE_FAILED,
               "conditions": conditions.as_list(), "message": text}
     await _record(kube, body, status, now)
 
@@ -168,7 +167,7 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, work
                     embed: str | None, index_uri: str | None, index_job: Manifest | None,
                     deployment: Manifest | None, logger: Logger) -> None:
     namespace, name = workflow.metadata.namespace, workflow.metadata.name or ""
-    models_ready = condition_status(status, wc.MODELS_READY) == "True"
+    models_ready = condition_status(status, c.MODELS_READY) == "True"
     if not models_ready:
         return  # keep serving what runs (a model in training) until every node has a model again
     pinned = status.get("nodes") or []
@@ -176,7 +175,7 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, work
     await ensure(kube, body, config_map, await kube.get_or_none(k.CONFIG_MAP, namespace, builders.config_map_name(name)),
                  logger=logger)
 
-    indexed = condition_status(status, wc.INDEXED) == "True"
+    indexed = condition_status(status, c.INDEXED) == "True"
     index = status.get("index") or {}
     if workflow.spec.serve is not None:
         desired = builders.build_deployment(workflow, pinned, settings,
@@ -188,15 +187,15 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, work
     else:
         await _delete_owned(kube, body, [deployment, await kube.get_or_none(k.SERVICE, namespace, builders.serve_name(name))])
 
-    indexes = condition_status(status, wc.INDEXED) is not None and \
-        condition_reason_of(status, wc.INDEXED) != wc.REASON_NOT_DEFAULT
+    indexes = condition_status(status, c.INDEXED) is not None and \
+        condition_reason_of(status, c.INDEXED) != c.REASON_NOT_DEFAULT
     current = builders.build_index_job(workflow, pinned, settings, embed_node=embed, index_uri=index_uri) \
         if indexes and index_uri is not None else None
     if current is not None and index_job is None:
         await ensure(kube, body, current, None, logger=logger)
     keep = current["metadata"]["name"] if current is not None else None
-    old_jobs = await kube.list(k.JOB, namespace, label_selector={wc.LABEL_WORKFLOW_NAME: name,
-                                                                  c.LABEL_COMPONENT: wc.COMPONENT_INDEX})
+    old_jobs = await kube.list(k.JOB, namespace, label_selector={c.LABEL_WORKFLOW_NAME: name,
+                                                                  c.LABEL_COMPONENT: c.COMPONENT_INDEX})
     await _delete_owned(kube, body, [job for job in old_jobs if job["metadata"]["name"] != keep])
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from deeptrain_trainer.workflow.contract import parse_index_termination_message
 
+from .. import constants as c
 from ..api.workflow import Workflow
 from ..conditions import Conditions
-from . import constants as wc
 from .builders import endpoint
 
 Manifest = dict[str, Any]
@@ -72,11 +72,11 @@ def resolve_nodes(workflow: Workflow, jobs: Mapping[str, ModelState], previous: 
         state = jobs.get(job_name, ModelState(exists=False))
         before = pinned_before.get(node.id) or {}
         if not state.exists:
-            failure = failure or (wc.REASON_MODEL_NOT_FOUND,
+            failure = failure or (c.REASON_MODEL_NOT_FOUND,
                                   f"node {node.id!r}: DeepTrainingJob {job_name!r} does not exist in this namespace")
             nodes.append({"id": node.id, "deepTrainingJob": job_name, "ready": False})
         elif state.failed:
-            failure = failure or (wc.REASON_MODEL_FAILED, f"node {node.id!r}: DeepTrainingJob {job_name!r} failed"
+            failure = failure or (c.REASON_MODEL_FAILED, f"node {node.id!r}: DeepTrainingJob {job_name!r} failed"
                                   + (f": {state.message}" if state.message else ""))
             nodes.append({"id": node.id, "deepTrainingJob": job_name, "ready": False})
         elif state.succeeded and state.model_uri:
@@ -126,27 +126,27 @@ def _index_message(pods: Sequence[Manifest]) -> tuple[dict[str, Any] | None, str
 def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now: datetime) -> Manifest:
     previous = workflow.status.to_dict() if workflow.status is not None else {}
     generation = workflow.metadata.generation
-    conditions = Conditions(previous.get("conditions") or [], now, generation, wc.CONDITION_TYPES)
+    conditions = Conditions(previous.get("conditions") or [], now, generation, c.WORKFLOW_CONDITION_TYPES)
     status: Manifest = {"observedGeneration": generation}
     spec = workflow.spec
 
     # Default: the newest default workflow of the namespace wins; the spec is never touched.
     is_default = spec.default and observed.default_winner in (None, workflow.metadata.name)
     if spec.default and is_default:
-        conditions.set(wc.DEFAULT, True, wc.REASON_IS_DEFAULT, "the namespace's default workflow: it indexes inputs")
+        conditions.set(c.DEFAULT, True, c.REASON_IS_DEFAULT, "the namespace's default workflow: it indexes inputs")
     elif spec.default:
-        conditions.set(wc.DEFAULT, False, wc.REASON_SUPERSEDED_BY,
+        conditions.set(c.DEFAULT, False, c.REASON_SUPERSEDED_BY,
                        f"workflow {observed.default_winner!r} is a newer default workflow of this namespace; "
                        "set spec.default: false here, or delete the other, to make this one the default")
     else:
-        conditions.drop(wc.DEFAULT)
+        conditions.drop(c.DEFAULT)
 
     if observed.problems:
         field_name, message = observed.problems[0]
         text = f"{field_name}: {message}"
-        conditions.set(wc.MODELS_READY, False, wc.REASON_INVALID_SPEC, text)
-        conditions.set(wc.READY, False, wc.REASON_INVALID_SPEC, text)
-        status.update(phase=wc.PHASE_FAILED, conditions=conditions.as_list(), nodes=previous.get("nodes") or [],
+        conditions.set(c.MODELS_READY, False, c.REASON_INVALID_SPEC, text)
+        conditions.set(c.READY, False, c.REASON_INVALID_SPEC, text)
+        status.update(phase=c.PHASE_FAILED, conditions=conditions.as_list(), nodes=previous.get("nodes") or [],
                       message=text)
         return status
 
@@ -154,60 +154,60 @@ def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now:
     status["nodes"] = resolution.nodes
     models_ready = resolution.failure is None and resolution.waiting is None
     if resolution.failure is not None:
-        conditions.set(wc.MODELS_READY, False, *resolution.failure)
+        conditions.set(c.MODELS_READY, False, *resolution.failure)
     elif resolution.waiting is not None:
-        conditions.set(wc.MODELS_READY, False, wc.REASON_WAITING_FOR_MODEL, resolution.waiting)
+        conditions.set(c.MODELS_READY, False, c.REASON_WAITING_FOR_MODEL, resolution.waiting)
     else:
         pins = ", ".join(f"{n['id']}={n.get('version') or n.get('modelUri')}" for n in resolution.nodes
                          if n.get("modelUri"))
-        conditions.set(wc.MODELS_READY, True, wc.REASON_MODELS_RESOLVED, f"pinned {pins}")
-    waiting_reason = resolution.failure[0] if resolution.failure else wc.REASON_WAITING_FOR_MODEL
+        conditions.set(c.MODELS_READY, True, c.REASON_MODELS_RESOLVED, f"pinned {pins}")
+    waiting_reason = resolution.failure[0] if resolution.failure else c.REASON_WAITING_FOR_MODEL
     waiting_message = "the models are not ready"
 
     blockers: list[Manifest] = []
     if spec.serve is not None:
         status["endpoint"] = endpoint(workflow)
         if not models_ready:
-            conditions.set(wc.SERVING, False, waiting_reason, waiting_message)
+            conditions.set(c.SERVING, False, waiting_reason, waiting_message)
         else:
             available, text = _deployment_available(observed.deployment, spec.serve.replicas)
-            conditions.set(wc.SERVING, available,
-                           wc.REASON_DEPLOYMENT_AVAILABLE if available else wc.REASON_DEPLOYMENT_PROGRESSING, text)
-        blockers.append(conditions.get(wc.SERVING) or {})
+            conditions.set(c.SERVING, available,
+                           c.REASON_DEPLOYMENT_AVAILABLE if available else c.REASON_DEPLOYMENT_PROGRESSING, text)
+        blockers.append(conditions.get(c.SERVING) or {})
     else:
-        conditions.drop(wc.SERVING)
+        conditions.drop(c.SERVING)
 
     if spec.index is not None:
         index_status = dict(previous.get("index") or {})
         if not is_default:
-            conditions.set(wc.INDEXED, False, wc.REASON_NOT_DEFAULT,
+            conditions.set(c.INDEXED, False, c.REASON_NOT_DEFAULT,
                            "only the namespace's default workflow indexes; set spec.default: true")
         elif not models_ready:
-            conditions.set(wc.INDEXED, False, waiting_reason, waiting_message)
-            blockers.append(conditions.get(wc.INDEXED) or {})
+            conditions.set(c.INDEXED, False, waiting_reason, waiting_message)
+            blockers.append(conditions.get(c.INDEXED) or {})
         else:
             _index_conditions(conditions, observed, index_status)
-            blockers.append(conditions.get(wc.INDEXED) or {})
+            blockers.append(conditions.get(c.INDEXED) or {})
         if index_status:
             status["index"] = index_status
     else:
-        conditions.drop(wc.INDEXED)
+        conditions.drop(c.INDEXED)
 
     not_ready = [cond for cond in blockers if cond.get("status") != "True"]
     if resolution.failure is not None:
-        conditions.set(wc.READY, False, resolution.failure[0], resolution.failure[1])
-        phase, message = wc.PHASE_FAILED, resolution.failure[1]
+        conditions.set(c.READY, False, resolution.failure[0], resolution.failure[1])
+        phase, message = c.PHASE_FAILED, resolution.failure[1]
     elif not models_ready:
-        conditions.set(wc.READY, False, wc.REASON_WAITING_FOR_MODEL, resolution.waiting or "")
-        phase, message = wc.PHASE_PENDING, resolution.waiting or ""
+        conditions.set(c.READY, False, c.REASON_WAITING_FOR_MODEL, resolution.waiting or "")
+        phase, message = c.PHASE_PENDING, resolution.waiting or ""
     elif not_ready:
         text = "; ".join(f"{cond['type']}: {cond.get('message', '')}" for cond in not_ready)
-        conditions.set(wc.READY, False, wc.REASON_NOT_READY, text)
-        phase, message = wc.PHASE_PENDING, text
+        conditions.set(c.READY, False, c.REASON_NOT_READY, text)
+        phase, message = c.PHASE_PENDING, text
     else:
-        conditions.set(wc.READY, True, wc.REASON_READY, "models pinned" + (", serving" if spec.serve else "")
+        conditions.set(c.READY, True, c.REASON_READY, "models pinned" + (", serving" if spec.serve else "")
                        + (", indexed" if spec.index and is_default else ""))
-        phase, message = wc.PHASE_READY, ""
+        phase, message = c.PHASE_READY, ""
     status.update(phase=phase, conditions=conditions.as_list(), message=message)
     return status
 
@@ -215,7 +215,7 @@ def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now:
 def _index_conditions(conditions: Conditions, observed: WorkflowObserved, index_status: Manifest) -> None:
     job = observed.index_job
     if job is None:
-        conditions.set(wc.INDEXED, False, wc.REASON_INDEXING, "the indexing Job is being created")
+        conditions.set(c.INDEXED, False, c.REASON_INDEXING, "the indexing Job is being created")
         return
     finished = _job_finished(job)
     built, failed = _index_message(observed.index_pods)
@@ -225,10 +225,10 @@ def _index_conditions(conditions: Conditions, observed: WorkflowObserved, index_
         index_status.update({"uri": observed.index_uri, **(built or {})})
         if observed.index_uri:
             index_status["uri"] = observed.index_uri
-        conditions.set(wc.INDEXED, True, wc.REASON_INDEX_BUILT,
+        conditions.set(c.INDEXED, True, c.REASON_INDEX_BUILT,
                        f"Job {name} indexed {index_status.get('size', 'an unknown number of')} items")
     elif finished == "Failed":
-        conditions.set(wc.INDEXED, False, wc.REASON_INDEXING_FAILED,
+        conditions.set(c.INDEXED, False, c.REASON_INDEXING_FAILED,
                        f"Job {name} failed" + (f": {failed}" if failed else "; see its pods' logs"))
     else:
-        conditions.set(wc.INDEXED, False, wc.REASON_INDEXING, f"Job {name} is indexing spec.index.dataset")
+        conditions.set(c.INDEXED, False, c.REASON_INDEXING, f"Job {name} is indexing spec.index.dataset")
