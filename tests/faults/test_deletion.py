@@ -21,11 +21,6 @@ WORKFLOW = ("deeptrain.dev/v1alpha1", "Workflow")
 
 
 @pytest.fixture
-def operator_module() -> str:
-    return "faults_full_operator"
-
-
-@pytest.fixture
 def operator_env(operator_env: dict[str, str]) -> dict[str, str]:
     return {**operator_env, "DEEPTRAIN_SERVE_IMAGE": "deeptrain/serve:test"}
 
