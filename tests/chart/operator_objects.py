@@ -4,10 +4,12 @@ for holding those children to what the chart promises (restricted pods, RBAC it 
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any
 
-import pytest
+from deeptrain_operator import builders as operator_builders
+from deeptrain_operator.api import manifests
+from deeptrain_operator.settings import Settings
+from deeptrain_operator.trainer_config import build_trainer_config
 
 CPU_JOB: dict[str, Any] = {
     "apiVersion": "deeptrain.dev/v1alpha1",
@@ -44,45 +46,16 @@ GPU_JOB: dict[str, Any] = {
 JOBS = {"cpu-s3-secret": CPU_JOB, "gpu-pvc-gang": GPU_JOB}
 
 
-def builders():
-    return pytest.importorskip("deeptrain_operator.builders", reason="the operator's builders are not written yet")
-
-
 def admit(document: dict[str, Any]):
-    manifests = pytest.importorskip("deeptrain_operator.api.manifests", reason="the operator's API models are not written yet")
     return manifests.admit(copy.deepcopy(document))
 
 
-def settings():
-    module = pytest.importorskip("deeptrain_operator.settings", reason="operator settings are not written yet")
-    return module.Settings()
+def settings() -> Settings:
+    return Settings()
 
 
 def trainer_job(document: dict[str, Any]) -> dict[str, Any]:
     """The batch/v1 Job the operator creates for the first attempt of `document`."""
-    module = builders()
-    build = getattr(module, "build_trainer_job", None) or getattr(module, "build_job", None)
-    if build is None:
-        pytest.skip("deeptrain_operator.builders has no build_trainer_job/build_job yet")
     job = admit(document)
-
-    def trainer_config():
-        from deeptrain_operator.trainer_config import build_trainer_config
-
-        return build_trainer_config(job)
-
-    # What the operator knows when it creates the first attempt; built only when the builder asks.
-    known = {
-        "attempt": lambda: 1,
-        "settings": settings,
-        "config": trainer_config,
-        "config_hash_value": lambda: "0" * 16,
-        "active_deadline_seconds": lambda: None,
-    }
-    arguments = {}
-    for name, parameter in list(inspect.signature(build).parameters.items())[1:]:
-        if name in known:
-            arguments[name] = known[name]()
-        elif parameter.default is inspect.Parameter.empty:
-            pytest.fail(f"{build.__name__} takes a new required argument {name!r}: give it a value here")
-    return build(job, **arguments)
+    return operator_builders.build_trainer_job(job, attempt=1, settings=settings(), config=build_trainer_config(job),
+                                               active_deadline_seconds=None)

@@ -125,7 +125,7 @@ def test_operator_can_create_the_per_job_role_without_escalate(mode, request):
     # The API server lets a user create a Role only with permissions it already holds in that
     # namespace (or "escalate"), and bind a Role only if it holds them (or "bind"). So every
     # permission of the per-job Role the operator builds must be one the operator holds there.
-    role = operator_objects.builders().build_role(operator_objects.admit(operator_objects.GPU_JOB))
+    role = operator_objects.operator_builders.build_role(operator_objects.admit(operator_objects.GPU_JOB))
     namespace = operator_objects.GPU_JOB["metadata"]["namespace"]
     operator = effective_rules(request.getfixturevalue(mode), namespace=namespace)
     assert grants(operator, "rbac.authorization.k8s.io", "roles", "create")

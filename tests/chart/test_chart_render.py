@@ -26,6 +26,8 @@ from chartlib import (  # noqa: E402
 )
 from pss import pod_template, restricted_violations  # noqa: E402
 
+from deeptrain_operator.settings import Settings
+
 KUBERNETES_VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
 # Not in the Kubernetes schemas kubernetes-validate ships; checked field by field below instead.
 THIRD_PARTY_KINDS = {"ServiceMonitor"}
@@ -158,8 +160,7 @@ def test_custom_settings_reach_the_operator(custom_docs):
 
 
 def test_settings_are_parsed_by_the_operator(custom_docs):
-    settings_module = pytest.importorskip("deeptrain_operator.settings", reason="operator settings not written yet")
-    settings = settings_module.Settings.from_env(env_of(custom_docs))
+    settings = Settings.from_env(env_of(custom_docs))
     assert settings.watch_namespaces == ("team-a", "team-b")
     assert settings.trainer_image == "acme/deeptrain-trainer:1.2.3-cuda"
     assert settings.metrics_port == 9090
@@ -245,6 +246,5 @@ def test_chart_and_image_versions_agree():
 
 def test_chart_defaults_match_the_operator_defaults(default_docs):
     # Installing the chart without values must behave like the operator run without any settings.
-    settings_module = pytest.importorskip("deeptrain_operator.settings", reason="operator settings not written yet")
-    from_chart = settings_module.Settings.from_env(env_of(default_docs))
-    assert from_chart == settings_module.Settings()
+    from_chart = Settings.from_env(env_of(default_docs))
+    assert from_chart == Settings()

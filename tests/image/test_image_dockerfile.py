@@ -174,8 +174,7 @@ def test_entrypoint_module_is_importable(stages, target):
     spec = importlib.util.find_spec(module)
     assert spec is not None, f"{target}: module {module} does not exist"
     if spec.submodule_search_locations is not None:  # a package runs through its __main__
-        if importlib.util.find_spec(f"{module}.__main__") is None:
-            pytest.skip(f"{module}/__main__.py is not written yet; `-m {module}` cannot run until it is")
+        assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{target}: `-m {module}` has no __main__"
 
 
 def test_operator_target_installs_only_the_operator_extra(stages):
