@@ -25,6 +25,7 @@ from . import kube as k
 from .api import DeepTrainingJob
 from .api.checks import validate_job
 from .api.job import DeepTrainingJobStatus
+from .children import contains, controlled_by
 from .settings import Settings
 from .status import (
     BaseModelState,
@@ -73,11 +74,6 @@ class Children:
     pods: list[Manifest] = field(default_factory=list)
 
 
-def _controlled_by(obj: Manifest, uid: str | None) -> bool:
-    return any(ref.get("controller") and ref.get("uid") == uid
-               for ref in obj.get("metadata", {}).get("ownerReferences") or [])
-
-
 def _podgroup_kind(job: DeepTrainingJob) -> k.Kind | None:
     gang = job.spec.scheduling.gang
     if not gang:
@@ -100,7 +96,7 @@ async def observe(kube: k.KubeClient, job: DeepTrainingJob) -> Children:
         role=await named(k.ROLE, builders.rbac_name(name)),
         role_binding=await named(k.ROLE_BINDING, builders.rbac_name(name)),
         podgroup=await named(podgroup_kind, builders.podgroup_name(name)) if podgroup_kind else None,
-        trainer_jobs=[j for j in await kube.list(k.JOB, namespace, label_selector=selector) if _controlled_by(j, uid)],
+        trainer_jobs=[j for j in await kube.list(k.JOB, namespace, label_selector=selector) if controlled_by(j, uid)],
         pods=await kube.list(k.POD, namespace, label_selector={**selector, c.LABEL_COMPONENT: c.COMPONENT_TRAINER}),
     )
 
@@ -126,7 +122,7 @@ async def base_model_state(kube: k.KubeClient, job: DeepTrainingJob) -> BaseMode
 def _config_of_current_run(config_map: Manifest | None, uid: str | None,
                            run_hash: str) -> contract.TrainerConfig | None:
     """The config the current run was started with, when its ConfigMap is still there and intact."""
-    if config_map is None or not _controlled_by(config_map, uid):
+    if config_map is None or not controlled_by(config_map, uid):
         return None
     if (config_map["metadata"].get("annotations") or {}).get(c.ANNOTATION_SPEC_HASH) != run_hash:
         return None
@@ -289,7 +285,7 @@ async def _delete_children(kube: k.KubeClient, namespace: str | None, uid: str |
     named = [children.config_map, children.service, children.service_account, children.role, children.role_binding,
              children.podgroup, *children.trainer_jobs]
     for obj in named:
-        if obj is not None and _controlled_by(obj, uid) and not is_deleting(obj):
+        if obj is not None and controlled_by(obj, uid) and not is_deleting(obj):
             await kube.delete(k.kind_of(obj), namespace, obj["metadata"]["name"], propagation="Background")
 
 
@@ -309,7 +305,7 @@ async def _ensure(kube: k.KubeClient, owner: Manifest, desired: Manifest, existi
                 logger.warning(message)
                 events.post(owner, [events.Event("Warning", c.EVENT_CHILD_RECREATED, message)])
             return
-    if not _controlled_by(existing, owner["metadata"]["uid"]):
+    if not controlled_by(existing, owner["metadata"]["uid"]):
         message = (f"{kind.kind} {meta['name']} exists and is not controlled by this DeepTrainingJob; "
                    "delete or rename it")
         events.post(owner, [events.Event("Warning", c.EVENT_CHILD_CONFLICT, message)])
@@ -333,29 +329,19 @@ _MUTABLE_PARTS: dict[str, tuple[str, ...]] = {
 _SERVICE_MUTABLE_SPEC = ("selector", "ports", "publishNotReadyAddresses")
 
 
-def _contains(actual: Any, wanted: Any) -> bool:
-    """`wanted` is a subset of `actual` (the apiserver adds defaults around what we set)."""
-    if isinstance(wanted, dict):
-        return isinstance(actual, dict) and all(_contains(actual.get(key), value) for key, value in wanted.items())
-    if isinstance(wanted, list):
-        return isinstance(actual, list) and len(actual) == len(wanted) and \
-            all(_contains(a, w) for a, w in zip(actual, wanted, strict=True))
-    return actual == wanted
-
-
 def drift_patch(desired: Manifest, existing: Manifest) -> Manifest:
     """A merge patch restoring what someone changed in the operator-owned parts of a child."""
     patch: Manifest = {}
     meta = desired["metadata"]
     for part in ("labels", "annotations"):
         wanted = meta.get(part) or {}
-        if not _contains(existing["metadata"].get(part) or {}, wanted):
+        if not contains(existing["metadata"].get(part) or {}, wanted):
             patch.setdefault("metadata", {})[part] = wanted
     for part in _MUTABLE_PARTS.get(desired["kind"], ()):
         wanted = desired.get(part)
         if desired["kind"] == "Service":
             wanted = {key: desired["spec"][key] for key in _SERVICE_MUTABLE_SPEC}
-        if wanted is not None and not _contains(existing.get(part), wanted):
+        if wanted is not None and not contains(existing.get(part), wanted):
             patch[part] = wanted
     return patch
 

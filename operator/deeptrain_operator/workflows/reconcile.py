@@ -22,6 +22,7 @@ from .. import constants as c
 from .. import events
 from .. import kube as k
 from ..api.workflow import Workflow, WorkflowStatus
+from ..children import contains, controlled_by
 from ..conditions import Conditions, format_time
 from ..settings import Settings
 from ..status import condition_status, is_deleting
@@ -204,26 +205,11 @@ def condition_reason_of(status: Manifest, type_: str) -> str | None:
     return cond.get("reason") if cond else None
 
 
-def _controlled_by(obj: Manifest, uid: str | None) -> bool:
-    return any(ref.get("controller") and ref.get("uid") == uid
-               for ref in obj.get("metadata", {}).get("ownerReferences") or [])
-
-
 async def _delete_owned(kube: k.KubeClient, owner: Manifest, objects: list[Manifest | None]) -> None:
     for obj in objects:
-        if obj is not None and _controlled_by(obj, owner["metadata"]["uid"]) and not is_deleting(obj):
+        if obj is not None and controlled_by(obj, owner["metadata"]["uid"]) and not is_deleting(obj):
             await kube.delete(k.kind_of(obj), obj["metadata"]["namespace"], obj["metadata"]["name"],
                               propagation="Background")
-
-
-def _subset(actual: Any, wanted: Any) -> bool:
-    """`wanted` is contained in `actual` (the apiserver adds defaults around what we set)."""
-    if isinstance(wanted, dict):
-        return isinstance(actual, dict) and all(_subset(actual.get(key), value) for key, value in wanted.items())
-    if isinstance(wanted, list):
-        return isinstance(actual, list) and len(actual) == len(wanted) and \
-            all(_subset(a, w) for a, w in zip(actual, wanted, strict=True))
-    return actual == wanted
 
 
 def _owned_parts(desired: Manifest) -> Manifest:
@@ -243,10 +229,10 @@ def drift_patch(desired: Manifest, existing: Manifest) -> Manifest:
     patch: Manifest = {}
     for part in ("labels", "annotations"):
         wanted = desired["metadata"].get(part) or {}
-        if not _subset(existing["metadata"].get(part) or {}, wanted):
+        if not contains(existing["metadata"].get(part) or {}, wanted):
             patch.setdefault("metadata", {})[part] = wanted
     for key, wanted in _owned_parts(desired).items():
-        if not _subset(existing.get(key), wanted):
+        if not contains(existing.get(key), wanted):
             patch[key] = wanted
     return patch
 
@@ -262,7 +248,7 @@ async def ensure(kube: k.KubeClient, owner: Manifest, desired: Manifest, existin
             return
         except k.AlreadyExists:
             existing = await kube.get(kind, meta["namespace"], meta["name"])
-    if not _controlled_by(existing, owner["metadata"]["uid"]):
+    if not controlled_by(existing, owner["metadata"]["uid"]):
         message = f"{kind.kind} {meta['name']} exists and is not controlled by this Workflow; delete or rename it"
         events.post(owner, [events.Event("Warning", c.EVENT_CHILD_CONFLICT, message)])
         raise kopf.TemporaryError(message, delay=CHILD_CONFLICT_DELAY_SECONDS)
