@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
-from .common import class_probabilities, classification_loss
+from .common import LinearClassifierHead
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(LinearClassifierHead, nn.Module):
     """Concepts from an image.
 
     forward(x [B, C_in, S, S]) -> logits [B, num_classes].
@@ -33,12 +31,3 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.dropout(self.features(x)))  # [B, num_classes]
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"backbone": list(self.backbone.parameters()), "head": list(self.fc.parameters())}
-
-    def loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
-        return classification_loss(outputs, targets, self.logreg)
-
-    def predict(self, outputs: Tensor, **opts: Any) -> Tensor:
-        return class_probabilities(outputs, self.logreg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -143,3 +144,21 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     blurred = F.conv2d(blurred, horizontal, groups=channels)
     blurred = F.pad(blurred, (0, 0, radius, radius), mode="replicate")
     return F.conv2d(blurred, vertical, groups=channels)
+
+
+class LinearClassifierHead:
+    """What a backbone + dropout + linear `fc` classifier answers to the engine (mixed into nn.Modules that
+    set `backbone`, `fc` and `logreg`): its parameter groups, its loss and its probabilities."""
+
+    backbone: nn.Module
+    fc: nn.Linear
+    logreg: bool
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"backbone": list(self.backbone.parameters()), "head": list(self.fc.parameters())}
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
+        return classification_loss(outputs, targets, self.logreg)
+
+    def predict(self, outputs: Tensor, **opts: Any) -> Tensor:
+        return class_probabilities(outputs, self.logreg)

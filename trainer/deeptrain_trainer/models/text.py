@@ -9,13 +9,12 @@ probabilities; features -> pooled text features [B, F]. The embedding and encode
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .common import class_probabilities, classification_loss
+from .common import LinearClassifierHead
 
 PADDING_ID = 0
 
@@ -80,7 +79,7 @@ class TransformerTextEncoder(nn.Module):
         return (x * keep).sum(dim=1) / keep.sum(dim=1)  # [B, D]
 
 
-class _TextClassifier(nn.Module):
+class _TextClassifier(LinearClassifierHead, nn.Module):
     """backbone (token ids -> [B, F]) -> dropout -> linear; the shared classifier conventions."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, dropout: float, logreg: bool) -> None:
@@ -96,15 +95,6 @@ class _TextClassifier(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.fc(self.dropout(self.backbone(tokens)))  # [B, num_classes]
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"backbone": list(self.backbone.parameters()), "head": list(self.fc.parameters())}
-
-    def loss(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, dict[str, float]]:
-        return classification_loss(outputs, targets, self.logreg)
-
-    def predict(self, outputs: Tensor, **opts: Any) -> Tensor:
-        return class_probabilities(outputs, self.logreg)
 
 
 class TextCNN(_TextClassifier):
