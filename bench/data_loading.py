@@ -48,10 +48,9 @@ LOADER_PARTS = {
     "  decode + EXIF orientation (data.images.decode_image)": "decode_image",
     "    to RGB (data.images.to_rgb)": "to_rgb",
     "  resize (data.transforms.resize_image)": "resize_image",
-    "  to tensor + normalise (data.transforms.image_to_tensor)": "image_to_tensor",
-    "  flip decision, a Generator per item (_is_flipped)": "_is_flipped",
-    "  flip (data.transforms.flip_image)": "flip_image",
-    "  stack into a batch (collate _stack_pairs)": "_stack_pairs",
+    "  to a uint8 tensor (data.transforms.image_to_tensor)": "image_to_tensor",
+    "  flip decision, a hash per item (_is_flipped)": "_is_flipped",
+    "  stack + normalise a batch (collate _stack_images)": "_stack_images",
 }
 
 

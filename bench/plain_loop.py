@@ -8,7 +8,7 @@ It times every epoch on rank 0 and writes the figures as JSON; the benchmarks dr
 epoch as warm-up.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 bench/plain_loop.py \\
-        --config out/job.json --result out/plain.json [--ddp always|auto]
+        --config out/job.json --result out/plain.json [--ddp always|auto] [--profile-dir out/steps]
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--result", type=Path, required=True, help="where rank 0 writes per-epoch items/s")
     parser.add_argument("--ddp", choices=("auto", "always"), default="auto",
                         help="auto: wrap in DDP only with 2+ processes (as the trainer does); always: also with 1")
+    parser.add_argument("--profile-dir", type=Path, default=None,
+                        help="time every step's phases and run torch.profiler after the first epoch (step_timer.py)")
     return parser.parse_args(argv)
 
 
@@ -71,6 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     items = int(hp["num_items_per_epoch"]) or len(images)
     steps = max(1, items // global_batch)
     model.train()
+
+    def update(inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(trained(inputs), targets)
+        loss.backward()
+        optimizer.step()
+
+    timer = None
+    if args.profile_dir is not None:
+        from step_timer import StepTimer
+
+        timer = StepTimer(args.profile_dir, rank, warmup_steps=steps)
     epoch_rates, epoch_seconds = [], []
     for epoch in range(int(hp["num_epochs"])):
         generator = torch.Generator().manual_seed(config.seed * 7919 + epoch)
@@ -80,16 +94,21 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         for step in range(steps):
             index = mine[step * per_rank:(step + 1) * per_rank]
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(trained(images[index]), labels[index])
-            loss.backward()
-            optimizer.step()
+            if timer is None:
+                update(images[index], labels[index])
+            else:
+                batch = timer.load(lambda index=index: (images[index], labels[index]))
+                timer.compute(lambda batch=batch: update(*batch))
         elapsed = time.monotonic() - started
+        if timer is not None:
+            timer.end_epoch()
         epoch_rates.append(steps * global_batch / elapsed)
         epoch_seconds.append(elapsed)
     if rank == 0:
         args.result.write_text(json.dumps({"epoch_items_per_second": epoch_rates, "epoch_seconds": epoch_seconds,
                                            "steps_per_epoch": steps, "world_size": world, "ddp": wrap}))
+    if timer is not None:
+        timer.write()
     if wrap:
         dist.destroy_process_group()
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -79,6 +80,15 @@ def max_across_ranks(ctx: DistributedContext, value: int) -> int:
     tensor = torch.tensor([value], dtype=torch.int64, device=_collective_device(ctx))
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return int(tensor.item())
+
+
+def max_of_each_across_ranks(ctx: DistributedContext, values: Sequence[float]) -> list[float]:
+    """Element-wise maximum of every rank's `values` (the same length on all), in one collective."""
+    if not ctx.is_distributed:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device(ctx))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
 
 
 def mean_across_ranks(ctx: DistributedContext, value: float) -> float:

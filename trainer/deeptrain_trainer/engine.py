@@ -5,9 +5,10 @@ loads batch_size / world_size). `steps_per_epoch` is num_items_per_epoch (0 = th
 size) divided by batch_size, rounded down (at least one step): a partial last batch would step with
 a smaller batch than asked and, with batch norm, can be a single item.
 
-Checkpoints are written at the end of every epoch and when SIGTERM/SIGINT arrives (after the step
-under way, all ranks agreeing on the same step). A restarted process resumes from the latest one:
-same epoch, same position in the epoch's item order, same optimizer and RNG state.
+Checkpoints are written at the end of every epoch and when SIGTERM/SIGINT arrives: all ranks agree
+on the signal every few seconds of training (stop_schedule: within CHECK_SECONDS plus one step)
+and stop after the same step. A restarted process resumes from the latest one: same epoch, same
+position in the epoch's item order, same optimizer and RNG state.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ from .distributed import (
     broadcast_from_main,
     gather_to_main,
     init_distributed,
-    max_across_ranks,
     mean_across_ranks,
     seed_everything,
     shutdown_distributed,
@@ -72,6 +72,7 @@ from .errors import ConfigError, Interrupted, termination_for
 from .optim import build_optimizer, learning_rates_by_role, per_rank_batch_size, set_epoch_learning_rate
 from .plots import plot_training_curves
 from .reporting import Reporter, make_reporter, progress_payload, utc_now, write_termination_message
+from .stop_schedule import StopSchedule
 from .tasks import task_for
 from .tasks.base import Evaluation, ModelSpec, Task, to_device
 
@@ -154,6 +155,7 @@ class Trainer:
         self.task: Task = task_for(config.modelType)
         self.output = OutputDir(config.outputUri)
         self.stop = StopRequest()
+        self.stop_schedule = StopSchedule(ctx)
         self.state = TrainingState()
         self.use_amp = ctx.is_cuda
         self.amp_dtype = torch.bfloat16 if ctx.is_cuda and torch.cuda.is_bf16_supported() else torch.float16
@@ -198,9 +200,11 @@ class Trainer:
         self.per_rank_batch = per_rank_batch_size(int(self.hp["batch_size"]), self.ctx.world_size)
         self.train_set = self._dataset(splits.train, train=True)
         self.validation_set = self._dataset(splits.validation, train=False)
+        self._preload(self.train_set, self.validation_set)
         items_per_epoch = int(self.hp.get("num_items_per_epoch", 0)) or len(splits.train)
         self.steps_per_epoch = steps_per_epoch(items_per_epoch, int(self.hp["batch_size"]))
         self.num_epochs = int(self.hp["num_epochs"]) if self.trains_by_gradient else 1
+        self.train_sampler, self.train_loader = self._training_loader()
         self.lineage = {"uri": self.config.dataset.uri, "format": self.config.dataset.format,
                         "train": len(splits.train), "validation": len(splits.validation),
                         "skipped": splits.image_stats.skipped}
@@ -246,6 +250,16 @@ class Trainer:
                              flips=bool(self.hp.get("average_horizontal_flips", False)),
                              logreg=bool(self.hp.get("logreg", False)), tokenizer=self.tokenizer,
                              seed=self.config.seed)
+
+    def _preload(self, *datasets: Any) -> None:
+        """Decode every split that fits the in-memory cache now, so that no epoch decodes an image."""
+        from .data.loading import cores_per_process
+
+        started = time.monotonic()
+        for dataset in datasets:
+            dataset.preload(threads=cores_per_process())
+        if all(dataset.in_memory for dataset in datasets):
+            log.info("dataset decoded into memory in %.1f s", time.monotonic() - started)
 
     def _load_base_model(self, uri: str) -> None:
         from safetensors.torch import load_file
@@ -318,7 +332,7 @@ class Trainer:
             self.epoch_loss_sum += loss_value
             self.epoch_loss_count += 1
             self._report_step(loss_value, started, steps_done)
-            signum = max_across_ranks(self.ctx, self.stop.signum)
+            signum = self.stop_schedule.agreed_signal(self.state.global_step, self.stop.signum)
             if signum:
                 average_buffers(self.ctx, self.model)
                 self._checkpoint()
@@ -328,25 +342,32 @@ class Trainer:
         self.epoch_items_per_second = steps_done * int(self.hp["batch_size"]) / max(1e-9, time.monotonic() - started)
 
     def _train_batches(self, epoch: int, start_step: int) -> Iterator[Any]:
-        from .data import EpochSampler, collate_fn
-
-        sampler = EpochSampler(len(self.train_set), num_items_per_epoch=self.steps_per_epoch * int(self.hp["batch_size"]),
-                               rank=self.ctx.rank, world_size=self.ctx.world_size, seed=self.config.seed)
-        sampler.set_epoch(epoch)
-        sampler.set_start(start_step * self.per_rank_batch)
+        self.train_sampler.set_epoch(epoch)
+        self.train_sampler.set_start(start_step * self.per_rank_batch)
         self.train_set.set_epoch(epoch)  # flips depend on (seed, epoch, index)
-        loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=sampler, drop_last=True,
-                            collate_fn=collate_fn(self.config.modelType), **self._loader_options())
-        for index, batch in enumerate(loader, start=start_step):
+        for index, batch in enumerate(self.train_loader, start=start_step):
             if index >= self.steps_per_epoch:
                 break
             yield to_device(batch, self.ctx.device, self.channels_last)
 
-    def _loader_options(self) -> dict[str, Any]:
-        # CPU training shares the cores with the model's own threads; loading in-process is fastest there.
-        if not self.ctx.is_cuda:
-            return {"num_workers": 0}
-        return {"num_workers": 4, "pin_memory": True, "persistent_workers": False}
+    def _training_loader(self) -> tuple[Any, DataLoader]:
+        """One sampler and DataLoader for the whole run, so that loader workers (where used) persist."""
+        from .data import EpochSampler, collate_fn
+
+        sampler = EpochSampler(len(self.train_set), num_items_per_epoch=self.steps_per_epoch * int(self.hp["batch_size"]),
+                               rank=self.ctx.rank, world_size=self.ctx.world_size, seed=self.config.seed)
+        loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=sampler, drop_last=True,
+                            collate_fn=collate_fn(self.config.modelType),
+                            **self._loader_options(self.train_set, persistent=True))
+        return sampler, loader
+
+    def _loader_options(self, dataset: Any, *, persistent: bool = False) -> dict[str, Any]:
+        from .data.loading import loader_options
+
+        # Worker seeds come from this generator, not the global one, which the training RNG state owns.
+        generator = torch.Generator().manual_seed(self.config.seed)
+        return {"generator": generator,
+                **loader_options(in_memory=dataset.in_memory, on_cuda=self.ctx.is_cuda, persistent=persistent)}
 
     def _step(self, batch: Any) -> float:
         self.optimizer.zero_grad(set_to_none=True)
@@ -371,10 +392,12 @@ class Trainer:
             return
         if self.state.global_step % LOSS_LOG_EVERY_STEPS == 0:
             self.writer.add_scalar("train/loss", loss, self.state.global_step)
+        end_of_epoch = self.state.step_in_epoch == self.steps_per_epoch
+        if not (end_of_epoch or self.reporter.due()):
+            return
         elapsed = time.monotonic() - started
         seconds_per_step = elapsed / steps_done
         remaining = (self.num_epochs - self.state.epoch) * self.steps_per_epoch - self.state.step_in_epoch
-        end_of_epoch = self.state.step_in_epoch == self.steps_per_epoch
         self.reporter.progress(progress_payload(
             epoch=self.state.epoch + 1, epochs=self.num_epochs, step=self.state.step_in_epoch, steps=self.steps_per_epoch,
             loss=self.epoch_loss_sum / self.epoch_loss_count,
@@ -390,7 +413,7 @@ class Trainer:
         started = time.monotonic()
         if self.ctx.is_main:
             loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, collate_fn=collate_fn(self.config.modelType),
-                                **self._loader_options())
+                                **self._loader_options(self.train_set))
             self.model.eval()
             batches = (to_device(batch, self.ctx.device, self.channels_last) for batch in loader)
             with torch.no_grad(), self._autocast():
@@ -413,7 +436,7 @@ class Trainer:
 
         shard = Subset(self.validation_set, range(self.ctx.rank, len(self.validation_set), self.ctx.world_size))
         loader = DataLoader(shard, batch_size=self.per_rank_batch, collate_fn=collate_fn(self.config.modelType),
-                            **self._loader_options())
+                            **self._loader_options(self.validation_set))
         self.model.eval()
         collected = []
         with torch.no_grad(), self._autocast():

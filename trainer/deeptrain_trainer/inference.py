@@ -98,10 +98,10 @@ class Predictor:
 
     def _image_batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
         from .data.images import to_rgb
-        from .data.transforms import image_to_tensor, resize_image
+        from .data.transforms import image_to_tensor, normalise, resize_image
 
         size = int(self.input["image_size"])
-        return torch.stack([image_to_tensor(resize_image(to_rgb(image), size)) for image in images]).to(self.device)
+        return normalise(torch.stack([image_to_tensor(resize_image(to_rgb(image), size)) for image in images])).to(self.device)
 
     def _predict_texts(self, texts: list[str]) -> list[dict[str, Any]]:
         from .data import collate_fn

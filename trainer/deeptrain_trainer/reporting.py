@@ -74,6 +74,10 @@ class Reporter:
         self.interval = interval
         self._last_sent = float("-inf")
 
+    def due(self) -> bool:
+        """Whether an update sent now would go out, so the loop builds a payload only then."""
+        return time.monotonic() - self._last_sent >= self.interval
+
     def progress(self, payload: Mapping[str, Any], *, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self._last_sent >= self.interval:
@@ -108,6 +112,9 @@ class ConsoleReporter(Reporter):
                                  TextColumn("{task.fields[details]}"), TimeRemainingColumn(), console=self.console)
             self._bar.start()
             self._task = self._bar.add_task("training", total=100.0, details="")
+
+    def due(self) -> bool:
+        return self._bar is not None or super().due()
 
     def progress(self, payload: Mapping[str, Any], *, force: bool = False) -> None:
         if self._bar is not None:  # a live bar is cheap to update: no throttling

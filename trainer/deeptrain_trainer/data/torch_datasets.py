@@ -6,19 +6,23 @@
     anomaly                (images, labels LongTensor [B]: 0 normal 1 anomalous, masks FloatTensor [B,S,S])
     text                   (token ids LongTensor [B,L] 0-padded, targets as classifier)
 
+Images are float32, normalised with the ImageNet mean and std by the collate functions, once per
+batch; dataset items carry uint8 pixels [3,S,S].
+
 Flips are decided per (seed, epoch, index), not by a global random state, so they do not depend on
-the number of DataLoader workers; call `set_epoch` before each epoch (with non-persistent workers,
-which copy the dataset at the start of every epoch).
+the number of DataLoader workers; call `set_epoch` before each epoch (it writes shared memory, so
+persistent workers see it when the next epoch's iterator starts).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from .. import catalog
@@ -29,17 +33,17 @@ from .text import PAD_ID, Tokenizer
 from .transforms import (
     boxes_to_pixels,
     flip_boxes,
-    flip_image,
     flip_mask,
     image_to_tensor,
+    normalise,
     rasterize_mask,
     resize_image,
 )
 
 TEXT_MAX_LENGTH = 256
-# Training sets whose resized images fit in this many bytes are decoded once and kept: every later
-# epoch only flips and normalises (in-process loading, as on CPU, keeps the cache across epochs).
+# A split whose resized images fit in this many bytes (per process) is decoded once and kept in memory.
 DECODED_CACHE_BYTES = 256 * 1024 * 1024
+_UNKNOWN, _CACHED, _UNDECODABLE = 0, 1, -1
 # Padded batches are at least this long, so a TextCNN's widest kernel always fits.
 TEXT_MIN_LENGTH = 8
 
@@ -67,7 +71,12 @@ def _class_target(concepts: Sequence[str], index: dict[str, int], logreg: bool) 
 
 
 class ImageRecordDataset(Dataset):
-    """Loads, resizes and (when training with flips) mirrors images; subclasses add the targets."""
+    """Loads, resizes and (when training with flips) mirrors images; subclasses add the targets.
+
+    Items hold uint8 pixels [3, S, S]; the collate functions normalise whole batches. A split whose
+    resized pixels fit in DECODED_CACHE_BYTES keeps them in one uint8 tensor [N, 3, S, S], filled
+    as items are first read or all at once by `preload` (then no epoch decodes anything).
+    """
 
     def __init__(self, records: Sequence[ImageRecord], concepts: Sequence[str], *, image_size: int,
                  train: bool, flips: bool, seed: int) -> None:
@@ -76,49 +85,87 @@ class ImageRecordDataset(Dataset):
         self.image_size = image_size
         self.flips = train and flips
         self.seed = seed
-        self.epoch = 0
+        # Shared memory, so that persistent DataLoader workers see set_epoch (they hold copies of the rest).
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self.stats = ImageLoadStats()  # images that failed to decode here and were replaced
+        self._stats_lock = threading.Lock()
         fits = len(self.records) * image_size * image_size * 3 <= DECODED_CACHE_BYTES
-        self._decoded: dict[int, tuple[ImageRecord, Image.Image]] | None = {} if fits else None
+        # [N, 3, S, S] uint8 and, per record, _UNKNOWN / _CACHED / _UNDECODABLE
+        self._pixels = torch.empty((len(self.records), 3, image_size, image_size), dtype=torch.uint8) if fits else None
+        self._slot_state = np.full(len(self.records), _UNKNOWN, dtype=np.int8)
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch[0] = epoch
+
+    @property
+    def in_memory(self) -> bool:
+        """Every image decoded and cached: items are served without reading or decoding anything."""
+        return self._pixels is not None and not (self._slot_state == _UNKNOWN).any()
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def preload(self, threads: int = 1) -> None:
+        """Decode and resize every image not cached yet, when the split fits the cache (else nothing).
+
+        Pillow decodes and resizes outside the GIL, so threads help where cores are free.
+        """
+        if self._pixels is None:
+            return
+        missing = np.flatnonzero(self._slot_state == _UNKNOWN).tolist()
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            list(pool.map(self._fill, missing))
+
     def _is_flipped(self, index: int) -> bool:
         return self.flips and bool(_mix(self.seed, self.epoch, index) & 1)
 
-    def _load(self, index: int) -> tuple[ImageRecord, Image.Image]:
-        """The record's image; an undecodable one is counted and replaced by the next record's."""
-        for offset in range(len(self.records)):
-            record = self.records[(index + offset) % len(self.records)]
-            try:
-                image = load_image(record.uri)
-            except (DatasetError, OSError) as error:
+    def _decode(self, index: int) -> torch.Tensor | None:
+        """Record `index`'s pixels [3, S, S] uint8; None (counted) when its image cannot be decoded."""
+        record = self.records[index]
+        try:
+            image = load_image(record.uri)
+        except (DatasetError, OSError) as error:
+            with self._stats_lock:
                 self.stats.record_skipped(record.uri, str(error))
-                continue
+            return None
+        with self._stats_lock:
             self.stats.record_loaded()
-            return record, image
+        return image_to_tensor(resize_image(image, self.image_size))
+
+    def _fill(self, index: int) -> None:
+        pixels = self._decode(index)
+        if pixels is None:
+            self._slot_state[index] = _UNDECODABLE
+            return
+        self._pixels[index] = pixels
+        self._slot_state[index] = _CACHED
+
+    def _load_resized(self, index: int) -> tuple[ImageRecord, torch.Tensor]:
+        """The record's pixels; an undecodable image is replaced by the next record's (record and all)."""
+        for offset in range(len(self.records)):
+            source = (index + offset) % len(self.records)
+            if self._pixels is None:
+                pixels = self._decode(source)
+                if pixels is not None:
+                    return self.records[source], pixels
+                continue
+            if self._slot_state[source] == _UNKNOWN:
+                self._fill(source)
+            if self._slot_state[source] == _CACHED:
+                return self.records[source], self._pixels[source]
         raise DatasetError(self.records[index].uri, "no image of this dataset can be decoded",
                            "check the files are images")
 
-    def _load_resized(self, index: int) -> tuple[ImageRecord, Image.Image]:
-        if self._decoded is not None and index in self._decoded:
-            return self._decoded[index]
-        record, image = self._load(index)
-        loaded = record, resize_image(image, self.image_size)
-        if self._decoded is not None:
-            self._decoded[index] = loaded
-        return loaded
-
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        record, image = self._load_resized(index)
+        record, pixels = self._load_resized(index)
         flipped = self._is_flipped(index)
         if flipped:
-            image = flip_image(image)
-        return self.item(record, image_to_tensor(image), flipped)
+            pixels = pixels.flip(-1)
+        return self.item(record, pixels, flipped)
 
     def _masks(self, record: ImageRecord, flipped: bool) -> list[tuple[str, np.ndarray]]:
         masks = [(concept, rasterize_mask(mask, self.image_size))
@@ -173,8 +220,13 @@ class TextDataset(Dataset):
         self.tokenizer = tokenizer
         self.logreg = logreg
 
+    in_memory = True  # tokenising an item is cheaper than handing it over from a worker
+
     def set_epoch(self, epoch: int) -> None:
         """Text items do not depend on the epoch; kept so the engine treats every dataset alike."""
+
+    def preload(self, threads: int = 1) -> None:
+        """Nothing to decode; kept so the engine treats every dataset alike."""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -206,19 +258,23 @@ def build_dataset(model_type: str, records: Sequence[Record], concepts: Sequence
     return dataset_types[catalog.model_type(model_type).name](images, concepts, **common)
 
 
+def _stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    return normalise(torch.stack(list(images)))
+
+
 def _stack_pairs(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([item[0] for item in batch]), torch.stack([item[1] for item in batch])
+    return _stack_images([item[0] for item in batch]), torch.stack([item[1] for item in batch])
 
 
 def _collate_detection(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
                        ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    return torch.stack([item[0] for item in batch]), [item[1] for item in batch]
+    return _stack_images([item[0] for item in batch]), [item[1] for item in batch]
 
 
 def _collate_anomaly(batch: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     images, labels, masks = zip(*batch, strict=True)
-    return torch.stack(images), torch.stack(labels), torch.stack(masks)
+    return _stack_images(images), torch.stack(labels), torch.stack(masks)
 
 
 def _collate_text(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
