@@ -64,20 +64,24 @@ def machine_info() -> dict[str, Any]:
         torch_version = torch.__version__
     except ImportError:
         torch_version = ""
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (0.0, 0.0, 0.0)
     return {
         "nproc": os.cpu_count(),
         "cpu_model": cpu_model,
         "torch": torch_version,
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_average_at_start": [round(value, 2) for value in load],
+        "load_average_when_written": load_average(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
         "git_commit": _git_commit(),
     }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the cores were besides the benchmark's own runs."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return [0.0, 0.0, 0.0]
 
 
 def _git_commit() -> str:
@@ -136,6 +140,33 @@ class Comparison:
         return paired_ratio(self.ours, self.baseline)
 
     @property
+    def round_ratios(self) -> list[float]:
+        return [o / b for o, b in zip(self.ours, self.baseline, strict=True) if o is not None and b]
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range of the per-round ratios (the middle half of the rounds)."""
+        ratios = self.round_ratios
+        if len(ratios) < 2:
+            return float("nan")
+        lower, _, upper = statistics.quantiles(ratios, n=4, method="inclusive")
+        return upper - lower
+
+    @property
+    def shown(self) -> bool:
+        """Whether the rounds agree closely enough to say which side of the goal the median is on."""
+        return self.goal is not None and self.spread <= abs(self.ratio - self.goal)
+
+    def verdict(self) -> str:
+        """One line: the median against the goal, or "not shown" when the spread is wider than the gap."""
+        gap = self.ratio - self.goal
+        text = (f"{self.case}: median ratio {self.ratio:.3f}, goal {self.goal:g}, gap {gap:+.3f}, "
+                f"per-round spread (interquartile) {self.spread:.3f}")
+        if not self.shown:
+            return f"{text}: not shown (the spread is wider than the gap)"
+        return f"{text}: {'met' if self.met else 'missed'}"
+
+    @property
     def met(self) -> bool | None:
         if self.goal is None:
             return None
@@ -144,7 +175,8 @@ class Comparison:
     def as_dict(self) -> dict[str, Any]:
         return {"case": self.case, "unit": self.unit, "ours": self.ours, "baseline": self.baseline,
                 "ours_median": median(self.ours), "baseline_median": median(self.baseline),
-                "ratio": self.ratio, "goal": self.goal, "lower_is_better": self.lower_is_better,
+                "ratio": self.ratio, "round_ratios": self.round_ratios, "spread": self.spread,
+                "goal": self.goal, "lower_is_better": self.lower_is_better,
                 "goal_met": self.met, "notes": self.notes, **self.extra}
 
 
@@ -154,7 +186,9 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def comparison_table(title: str, comparisons: Sequence[Comparison], ours_label: str, baseline_label: str) -> Any:
+def comparison_table(title: str, comparisons: Sequence[Comparison], ours_label: str, baseline_label: str,
+                     per_round: bool = False) -> Any:
+    """One row per comparison; `per_round` adds each round's ratio, so a reader sees the spread."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -165,11 +199,18 @@ def comparison_table(title: str, comparisons: Sequence[Comparison], ours_label: 
     table.add_column("goal", justify="right")
     table.add_column("met", justify="center")
     table.add_column("rounds", justify="right")
+    if per_round:
+        table.add_column("per-round ratios")
     for row in comparisons:
         goal = "-" if row.goal is None else (f"<= {row.goal:g}" if row.lower_is_better else f">= {row.goal:g}")
         met = {None: "-", True: "yes", False: "NO"}[row.met]
-        table.add_row(row.case, f"{fmt(median(row.ours))} {row.unit}", f"{fmt(median(row.baseline))} {row.unit}",
-                      f"{row.ratio:.3f}", goal, met, str(len(row.ours)))
+        if per_round and row.goal is not None and not row.shown:
+            met = "not shown"
+        cells = [row.case, f"{fmt(median(row.ours))} {row.unit}", f"{fmt(median(row.baseline))} {row.unit}",
+                 f"{row.ratio:.3f}", goal, met, str(len(row.ours))]
+        if per_round:
+            cells.append(", ".join(f"{ratio:.2f}" for ratio in row.round_ratios))
+        table.add_row(*cells)
     return table
 
 

@@ -44,9 +44,19 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
     assert comparison.ratio == 0.5 and comparison.met
 
 
+def test_a_median_closer_to_the_goal_than_the_rounds_agree_is_not_shown():
+    close = benchlib.Comparison("close", [0.90, 1.00, 1.10, 0.95, 1.05], [1.0] * 5, "x", goal=0.97)
+    assert close.round_ratios == [0.90, 1.00, 1.10, 0.95, 1.05] and close.ratio == 1.00
+    assert not close.shown and "not shown" in close.verdict()
+    clear = benchlib.Comparison("clear", [0.99, 1.00, 1.01, 0.995, 1.005], [1.0] * 5, "x", goal=0.97)
+    assert clear.shown and clear.verdict().endswith(": met")
+    below = benchlib.Comparison("below", [0.60, 0.61, 0.62], [1.0] * 3, "x", goal=0.97)
+    assert below.verdict().endswith(": missed")
+
+
 def test_every_script_has_help():
     for script in sorted(BENCH.glob("*.py")):
-        if script.name in ("benchlib.py", "trainer_setup.py", "minimal_operator.py"):
+        if script.name in ("benchlib.py", "trainer_setup.py", "minimal_operator.py", "step_timer.py"):
             continue
         assert "usage" in run_script(script.name, "--help").stdout.lower(), script.name
 
@@ -71,6 +81,17 @@ def test_trainer_overhead_tiny(tmp_path):
                "--steps-per-epoch", "2", "--batch-per-rank", "8", "--output", str(output))
     (comparison,) = read(output)["comparisons"]
     assert comparison["ours_median"] > 0 and comparison["baseline_median"] > 0
+
+
+@pytest.mark.torchrun
+def test_step_profile_tiny(tmp_path):
+    output = tmp_path / "step_profile.json"
+    run_script("step_profile.py", "--templates", "InceptionBatchNorm", "--nproc", "1", "--epochs", "2",
+               "--steps-per-epoch", "2", "--batch-per-rank", "8", "--output", str(output))
+    (case,) = read(output)["cases"].values()
+    for arm in ("ours", "plain"):
+        assert case["medians_ms"][arm]["compute"] > 0 and len(case["steps"][arm][0]) == 2  # the warm-up epoch left out
+        assert "aten::" in case["operators_rank0"][arm]
 
 
 @pytest.mark.torchrun

@@ -160,3 +160,73 @@ def test_text_batches_are_zero_padded() -> None:
     assert ids.shape[0] == 2 and ids.shape[1] >= 3
     assert ids[0, :3].tolist() == [2, 2, tokenizer.encode("film")[0]] and ids[1, 1:].eq(0).all()
     assert targets.tolist() == [1, 0]
+
+
+def test_batches_are_normalised_once_per_batch_like_per_pixel_arithmetic(red_box_image: Path) -> None:
+    records = [ImageRecord(uri=str(red_box_image), concepts=["a"]) for _ in range(3)]
+    dataset = build_dataset(catalog.VISUAL_CLASSIFIER, records, ["a"], image_size=SIZE, train=False, flips=False)
+    assert dataset[0][0].dtype == torch.uint8  # items stay pixels; the model input is made per batch
+    images, _ = collate_fn(catalog.VISUAL_CLASSIFIER)([dataset[i] for i in range(3)])
+    expected = (np.asarray(Image.open(red_box_image).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR),
+                           dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    assert images.dtype == torch.float32
+    np.testing.assert_allclose(images[2].numpy().transpose(1, 2, 0), expected, atol=1e-5)
+
+
+def test_preloaded_split_is_served_from_memory_without_reading_files(tmp_path: Path, red_box_image: Path) -> None:
+    paths = []
+    for index in range(4):
+        paths.append(tmp_path / f"{index}.png")
+        paths[-1].write_bytes(red_box_image.read_bytes())
+    (tmp_path / "cut.png").write_bytes(red_box_image.read_bytes()[:60])
+    records = [ImageRecord(uri=str(path), concepts=["a"]) for path in [*paths[:2], tmp_path / "cut.png", *paths[2:]]]
+    dataset = build_dataset(catalog.VISUAL_CLASSIFIER, records, ["a"], image_size=SIZE, train=True, flips=True, seed=5)
+    assert not dataset.in_memory
+    dataset.preload(threads=2)
+    assert dataset.in_memory and (dataset.stats.skipped, dataset.stats.total) == (1, 5)
+    for path in [*paths, tmp_path / "cut.png"]:
+        path.unlink()  # nothing is read again: every epoch comes from memory
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        images, _ = next(iter(DataLoader(dataset, batch_size=5, collate_fn=collate_fn(catalog.VISUAL_CLASSIFIER))))
+        flipped = [dataset._is_flipped(i) for i in range(5)]
+        boxes = [bounding_box(red_pixels(image)) for image in images]
+        assert [box[0] > SIZE / 2 for box in boxes] == flipped  # item 2: the next record's image stands in
+    assert dataset.stats.total == 5  # still counted once each
+
+
+def test_split_over_the_cache_budget_is_decoded_every_time(monkeypatch: pytest.MonkeyPatch, red_box_image: Path) -> None:
+    from deeptrain_trainer.data import torch_datasets
+
+    monkeypatch.setattr(torch_datasets, "DECODED_CACHE_BYTES", SIZE * SIZE * 3)  # one image fits, two do not
+    records = [ImageRecord(uri=str(red_box_image), concepts=["a"]) for _ in range(2)]
+    dataset = build_dataset(catalog.VISUAL_CLASSIFIER, records, ["a"], image_size=SIZE, train=False, flips=False)
+    dataset.preload()
+    assert not dataset.in_memory
+    dataset[0], dataset[0]
+    assert dataset.stats.total == 2
+
+
+def test_a_persistent_worker_flips_as_the_training_process_does(red_box_image: Path) -> None:
+    records = [ImageRecord(uri=str(red_box_image), concepts=["a"]) for _ in range(12)]
+    dataset = build_dataset(catalog.VISUAL_CLASSIFIER, records, ["a"], image_size=SIZE, train=True, flips=True, seed=9)
+    options = {"batch_size": 12, "collate_fn": collate_fn(catalog.VISUAL_CLASSIFIER)}
+    in_process = DataLoader(dataset, **options)
+    worker = DataLoader(dataset, num_workers=1, persistent_workers=True, **options)
+    for epoch in (0, 1, 2):
+        dataset.set_epoch(epoch)  # the worker holds its own copy of the dataset, made in epoch 0
+        assert torch.equal(next(iter(worker))[0], next(iter(in_process))[0]), epoch
+
+
+@pytest.mark.parametrize(("in_memory", "on_cuda", "cores", "expected"), [
+    (True, True, 16, {"num_workers": 0, "pin_memory": True}),
+    (False, False, 16, {"num_workers": 0, "pin_memory": False}),
+    (False, True, 2, {"num_workers": 1, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4}),
+    (False, True, 16, {"num_workers": 4, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4}),
+    (False, True, 1, {"num_workers": 0, "pin_memory": True}),
+])
+def test_loader_workers_only_where_they_pay_off(monkeypatch: pytest.MonkeyPatch, in_memory, on_cuda, cores, expected) -> None:
+    from deeptrain_trainer.data import loading
+
+    monkeypatch.setattr(loading, "cores_per_process", lambda: cores)
+    assert loading.loader_options(in_memory=in_memory, on_cuda=on_cuda, persistent=True) == expected

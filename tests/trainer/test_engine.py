@@ -159,3 +159,42 @@ def test_batchnorm_statistics_are_averaged_over_ranks_at_epoch_end():
     mp.spawn(_average_buffers_on_rank, args=(port, results), nprocs=2)
     assert results[0][0] == results[1][0] == [0.5, 0.5, 0.5]
     assert (results[0][1], results[1][1]) == (5, 6)  # integer counters are left alone
+
+
+def test_ranks_agree_on_a_stop_every_few_seconds_of_steps_not_every_step(monkeypatch):
+    from deeptrain_trainer import stop_schedule
+    from deeptrain_trainer.distributed import DistributedContext
+
+    clock = [0.0]
+    collectives: list[tuple[int, list[float]]] = []
+    other_rank_signal = [0]
+
+    def max_of_each(ctx, values):
+        collectives.append((step, list(values)))
+        return [max(values[0], other_rank_signal[0]), values[1]]
+
+    monkeypatch.setattr(stop_schedule.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(stop_schedule, "max_of_each_across_ranks", max_of_each)
+    ctx = DistributedContext(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"))
+    schedule = stop_schedule.StopSchedule(ctx, check_seconds=2.0)
+    agreed = {}
+    for step in range(1, 200):
+        clock[0] += 0.125  # 125 ms steps
+        if step == 150:
+            other_rank_signal[0] = 15  # SIGTERM reached the other rank only
+        agreed[step] = schedule.agreed_signal(step, 0)
+        if agreed[step]:
+            break
+    checks = [at for at, _ in collectives]
+    assert checks[:2] == [1, 2]  # no pace known yet: the second check follows at once
+    assert all(later - earlier == 16 for earlier, later in zip(checks[2:], checks[3:], strict=False))  # 2 s / 0.125 s
+    stopped_at = max(agreed)
+    assert agreed[stopped_at] == 15 and 150 <= stopped_at < 150 + 16  # within check_seconds of steps
+
+
+def test_a_world_of_one_stops_after_the_step_the_signal_arrived_in():
+    from deeptrain_trainer.distributed import DistributedContext
+    from deeptrain_trainer.stop_schedule import StopSchedule
+
+    schedule = StopSchedule(DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
+    assert [schedule.agreed_signal(step, signum) for step, signum in [(1, 0), (2, 0), (3, 15)]] == [0, 0, 15]

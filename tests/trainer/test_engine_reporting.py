@@ -13,7 +13,7 @@ import pytest
 from deeptrain_trainer.contract import ExitCode
 from deeptrain_trainer.data import DatasetError
 from deeptrain_trainer.errors import ConfigError, OutputError, termination_for
-from deeptrain_trainer.reporting import KubernetesReporter, progress_payload
+from deeptrain_trainer.reporting import KubernetesReporter, Reporter, progress_payload
 
 
 @pytest.fixture
@@ -98,3 +98,17 @@ def test_help_describes_the_entry_point():
                             timeout=60)
     assert result.returncode == 0
     assert "--config" in result.stdout and "DEEPTRAIN_CONFIG" in result.stdout
+
+
+def test_a_progress_update_is_due_only_once_the_interval_has_passed(monkeypatch):
+    from deeptrain_trainer import reporting
+
+    now = [100.0]
+    monkeypatch.setattr(reporting.time, "monotonic", lambda: now[0])
+    reporter = Reporter(interval=5.0)
+    assert reporter.due()
+    reporter.progress(payload(step=1))
+    now[0] += 4.9
+    assert not reporter.due()  # the loop skips building a payload that would be dropped
+    now[0] += 0.2
+    assert reporter.due()
