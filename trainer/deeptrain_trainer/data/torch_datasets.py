@@ -93,6 +93,7 @@ class ImageRecordDataset(Dataset):
         # [N, 3, S, S] uint8 and, per record, _UNKNOWN / _CACHED / _UNDECODABLE
         self._pixels = torch.empty((len(self.records), 3, image_size, image_size), dtype=torch.uint8) if fits else None
         self._slot_state = np.full(len(self.records), _UNKNOWN, dtype=np.int8)
+        self._in_memory = False
 
     @property
     def epoch(self) -> int:
@@ -104,7 +105,9 @@ class ImageRecordDataset(Dataset):
     @property
     def in_memory(self) -> bool:
         """Every image decoded and cached: items are served without reading or decoding anything."""
-        return self._pixels is not None and not (self._slot_state == _UNKNOWN).any()
+        if not self._in_memory and self._pixels is not None:
+            self._in_memory = not (self._slot_state == _UNKNOWN).any()
+        return self._in_memory
 
     def __len__(self) -> int:
         return len(self.records)
@@ -120,8 +123,8 @@ class ImageRecordDataset(Dataset):
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             list(pool.map(self._fill, missing))
 
-    def _is_flipped(self, index: int) -> bool:
-        return self.flips and bool(_mix(self.seed, self.epoch, index) & 1)
+    def _is_flipped(self, index: int, epoch: int | None = None) -> bool:
+        return self.flips and bool(_mix(self.seed, self.epoch if epoch is None else epoch, index) & 1)
 
     def _decode(self, index: int) -> torch.Tensor | None:
         """Record `index`'s pixels [3, S, S] uint8; None (counted) when its image cannot be decoded."""
@@ -146,19 +149,28 @@ class ImageRecordDataset(Dataset):
 
     def _load_resized(self, index: int) -> tuple[ImageRecord, torch.Tensor]:
         """The record's pixels; an undecodable image is replaced by the next record's (record and all)."""
+        if self._pixels is not None:
+            source = self._cached_source(index)
+            return self.records[source], self._pixels[source]
         for offset in range(len(self.records)):
             source = (index + offset) % len(self.records)
-            if self._pixels is None:
-                pixels = self._decode(source)
-                if pixels is not None:
-                    return self.records[source], pixels
-                continue
+            pixels = self._decode(source)
+            if pixels is not None:
+                return self.records[source], pixels
+        raise self._nothing_decodes(index)
+
+    def _cached_source(self, index: int) -> int:
+        """The record whose cached pixels stand for `index`: itself, or the next decodable one."""
+        for offset in range(len(self.records)):
+            source = (index + offset) % len(self.records)
             if self._slot_state[source] == _UNKNOWN:
                 self._fill(source)
             if self._slot_state[source] == _CACHED:
-                return self.records[source], self._pixels[source]
-        raise DatasetError(self.records[index].uri, "no image of this dataset can be decoded",
-                           "check the files are images")
+                return source
+        raise self._nothing_decodes(index)
+
+    def _nothing_decodes(self, index: int) -> DatasetError:
+        return DatasetError(self.records[index].uri, "no image of this dataset can be decoded", "check the files are images")
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         record, pixels = self._load_resized(index)
@@ -166,6 +178,20 @@ class ImageRecordDataset(Dataset):
         if flipped:
             pixels = pixels.flip(-1)
         return self.item(record, pixels, flipped)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
+        """A batch's items (what DataLoader asks for); from memory, one gather and one flip for all."""
+        if not self.in_memory:
+            return [self[index] for index in indices]
+        epoch = self.epoch
+        sources = [self._cached_source(index) for index in indices]
+        flipped = [self._is_flipped(index, epoch) for index in indices]
+        pixels = self._pixels.index_select(0, torch.tensor(sources))  # [B, 3, S, S] uint8, a copy
+        rows = torch.tensor([row for row, flip in enumerate(flipped) if flip], dtype=torch.long)
+        if len(rows):
+            pixels[rows] = pixels[rows].flip(-1)
+        return [self.item(self.records[source], image, flip)
+                for source, image, flip in zip(sources, pixels, flipped, strict=True)]
 
     def _masks(self, record: ImageRecord, flipped: bool) -> list[tuple[str, np.ndarray]]:
         masks = [(concept, rasterize_mask(mask, self.image_size))
@@ -180,9 +206,10 @@ class ClassificationDataset(ImageRecordDataset):
     def __init__(self, *args: Any, logreg: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.logreg = logreg
+        self._targets = {id(record): _class_target(record.concepts, self.concept_index, logreg) for record in self.records}
 
     def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return image, _class_target(record.concepts, self.concept_index, self.logreg)
+        return image, self._targets[id(record)]
 
 
 class DetectionDataset(ImageRecordDataset):

@@ -24,7 +24,7 @@ def resize_image(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.Resampling.BILINEAR)
 
 
-# normalise() in one multiply-add: (x / 255 - mean) / std = x * SCALE - SHIFT, per channel.
+# normalise() in two in-place passes: (x / 255 - mean) / std = x * SCALE - SHIFT, per channel.
 _SCALE = torch.from_numpy(1.0 / (255.0 * IMAGENET_STD)).view(3, 1, 1)
 _SHIFT = torch.from_numpy(IMAGENET_MEAN / IMAGENET_STD).view(3, 1, 1)
 
@@ -37,10 +37,11 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
 def normalise(images: torch.Tensor) -> torch.Tensor:
     """uint8 images [..., 3, H, W] -> float32 normalised with the ImageNet mean and std.
 
-    Done once per batch, not per item: a 32-image batch costs one pass instead of 32 x 4.
+    Done once per batch, not per item: a 32-image batch costs three tensor ops instead of 32 x 4
+    NumPy passes.
     """
     # [B, 3, H, W] uint8 -> [B, 3, H, W] float32
-    return torch.addcmul(-_SHIFT, images.to(torch.float32), _SCALE)
+    return images.to(torch.float32).mul_(_SCALE).sub_(_SHIFT)
 
 
 def flip_boxes(boxes: Sequence[Box]) -> list[Box]:
