@@ -139,9 +139,10 @@ def _average_buffers_on_rank(rank: int, port: int, results) -> None:
     try:
         layer = torch.nn.BatchNorm1d(3)
         layer.running_mean.fill_(float(rank))
+        layer.running_var.copy_(torch.tensor([1.0, 2.0, 3.0]) * (rank + 1))
         layer.num_batches_tracked.fill_(rank + 5)
         average_buffers(DistributedContext(rank=rank, local_rank=rank, world_size=2, device=torch.device("cpu")), layer)
-        results[rank] = (layer.running_mean.tolist(), int(layer.num_batches_tracked))
+        results[rank] = (layer.running_mean.tolist(), int(layer.num_batches_tracked), layer.running_var.tolist())
     finally:
         dist.destroy_process_group()
 
@@ -158,6 +159,7 @@ def test_batchnorm_statistics_are_averaged_over_ranks_at_epoch_end():
     results = mp.Manager().dict()
     mp.spawn(_average_buffers_on_rank, args=(port, results), nprocs=2)
     assert results[0][0] == results[1][0] == [0.5, 0.5, 0.5]
+    assert results[0][2] == results[1][2] == [1.5, 3.0, 4.5]  # each buffer gets its own mean back
     assert (results[0][1], results[1][1]) == (5, 6)  # integer counters are left alone
 
 

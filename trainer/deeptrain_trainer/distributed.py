@@ -100,13 +100,23 @@ def mean_across_ranks(ctx: DistributedContext, value: float) -> float:
 
 
 def average_buffers(ctx: DistributedContext, module: torch.nn.Module) -> None:
-    """Make every rank's floating-point buffers (BatchNorm running statistics) their mean over ranks."""
+    """Make every rank's floating-point buffers (BatchNorm running statistics) their mean over ranks.
+
+    One all-reduce per dtype over the buffers laid end to end, not one per buffer: a model has
+    dozens of them, and each collective is a round trip every rank waits for.
+    """
     if not ctx.is_distributed:
         return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for buffer in module.buffers():
         if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer.div_(ctx.world_size)
+            by_dtype.setdefault(buffer.dtype, []).append(buffer)
+    for buffers in by_dtype.values():
+        flat = torch.cat([buffer.reshape(-1) for buffer in buffers])
+        dist.all_reduce(flat)
+        flat.div_(ctx.world_size)
+        for buffer, mean in zip(buffers, flat.split([buffer.numel() for buffer in buffers]), strict=True):
+            buffer.copy_(mean.view_as(buffer))
 
 
 def gather_to_main(ctx: DistributedContext, obj: Any) -> list[Any] | None:
