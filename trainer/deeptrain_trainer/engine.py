@@ -337,9 +337,10 @@ class Trainer:
                 average_buffers(self.ctx, self.model)
                 self._checkpoint()
                 raise Interrupted(signum)
+        # Training steps only: the epoch-end collectives below, like evaluation and checkpoints, are not.
+        self.epoch_items_per_second = steps_done * int(self.hp["batch_size"]) / max(1e-9, time.monotonic() - started)
         average_buffers(self.ctx, self.model)  # evaluation and the checkpoint see the same statistics
         self.epoch_mean_loss = mean_across_ranks(self.ctx, self.epoch_loss_sum / max(1, self.epoch_loss_count))
-        self.epoch_items_per_second = steps_done * int(self.hp["batch_size"]) / max(1e-9, time.monotonic() - started)
 
     def _train_batches(self, epoch: int, start_step: int) -> Iterator[Any]:
         self.train_sampler.set_epoch(epoch)

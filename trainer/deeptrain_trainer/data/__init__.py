@@ -10,10 +10,12 @@ What the training engine calls:
     dataset = build_dataset(config.modelType, splits.train, splits.concepts, image_size=S,
                             train=True, flips=hp["average_horizontal_flips"], logreg=hp["logreg"],
                             tokenizer=tokenizer, seed=config.seed)
+    dataset.preload(threads)                # a split that fits the cache: decoded now, served from memory
     sampler = EpochSampler(len(dataset), num_items_per_epoch=hp["num_items_per_epoch"],
                            rank=rank, world_size=world_size, seed=config.seed)
     loader = DataLoader(dataset, batch_size=per_rank_batch, sampler=sampler,
-                        collate_fn=collate_fn(config.modelType))
+                        collate_fn=collate_fn(config.modelType),
+                        **loader_options(in_memory=dataset.in_memory, on_cuda=..., persistent=True))
     for epoch in ...: sampler.set_epoch(epoch); dataset.set_epoch(epoch)   # then set_start on resume
 
 URIs: `file:///abs`, `file://relative` (relative to the current directory, a project convention),
