@@ -24,6 +24,16 @@ def expected_field(path: Path) -> str:
     raise AssertionError(f"{path.name} has no '# expect: FIELD' comment")
 
 
+def expected_apiserver_field(path: Path) -> str:
+    """The field the apiserver's error names: `# apiserver field: F` where it differs from `# expect:`
+    (`<nil>` is a root rule's error, the empty path)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# apiserver field:"):
+            field = line.split(":", 1)[1].split()[0]
+            return "" if field == "<nil>" else field
+    return expected_field(path)
+
+
 def minimal_job() -> dict:
     """The smallest valid DeepTrainingJob, with identity fields as the apiserver would set them."""
     return {

@@ -22,11 +22,7 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
     problems: list[Problem] = list(
         catalog.check_hyperparameters(spec.modelType, spec.template, spec.hyperparameters.to_dict()))
     name = job.metadata.name or ""
-    if not _DNS_LABEL.match(name) or len(name) > MAX_JOB_NAME_LENGTH:
-        # The name becomes the rendezvous Service and the pods' hostnames.
-        problems.append(("metadata.name", f"{name!r} must be a DNS label (lowercase letters, digits and '-', "
-                                          f"starting with a letter, at most {MAX_JOB_NAME_LENGTH} characters "
-                                          "to leave room for <name>-<attempt>-<index> pod hostnames); rename the job"))
+    problems.extend(job_name_problems(name))
     if spec.baseModel is not None and spec.baseModel.deepTrainingJob == name:
         problems.append(("spec.baseModel.deepTrainingJob", "a job cannot warm-start from its own model; "
                                                            "name another DeepTrainingJob or give baseModel.uri"))
@@ -42,6 +38,15 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
                              f"the global batch of {batch_size} is smaller than the {processes} training processes; "
                              "raise batch_size or lower workers/nprocPerNode"))
     return problems
+
+
+def job_name_problems(name: str) -> list[Problem]:
+    """The job's name becomes the rendezvous Service and the pods' hostnames: it must leave room for them."""
+    if _DNS_LABEL.match(name) and len(name) <= MAX_JOB_NAME_LENGTH:
+        return []
+    return [("metadata.name", f"{name!r} must be a DNS label (lowercase letters, digits and '-', "
+                              f"starting with a letter, at most {MAX_JOB_NAME_LENGTH} characters "
+                              "to leave room for <name>-<attempt>-<index> pod hostnames); rename the job")]
 
 
 def validate_object(obj: DeepTrainingJob | Workflow) -> list[Problem]:
