@@ -10,6 +10,7 @@ import yaml
 
 from deeptrain_operator.api import structural
 from deeptrain_operator.api.crdgen import schema_for
+from deeptrain_operator.api import manifests
 from deeptrain_operator.api.manifests import ManifestError, load_job, load_objects
 
 from .manifest_files import (
@@ -17,7 +18,7 @@ from .manifest_files import (
     INVALID,
     VALID_FILES,
     documents,
-    expected_apiserver_field,
+    expected_apiserver_fields,
     expected_field,
     minimal_job,
 )
@@ -38,7 +39,7 @@ def test_there_is_a_broken_manifest_per_rule() -> None:
 def test_broken_manifest_rejected_by_schema_at_its_field(path: Path) -> None:
     (doc,) = documents(path)
     errors = admit(doc)
-    assert [error.path for error in errors] == [expected_apiserver_field(path)], [str(e) for e in errors]
+    assert [error.path for error in errors] == expected_apiserver_fields(path), [str(e) for e in errors]
 
 
 @pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.stem)
@@ -109,11 +110,20 @@ def test_unknown_fields_are_errors_only_when_strict_and_pruning_drops_them() -> 
     job["spec"]["hyperparameters"]["bach_size"] = 64
     job["spec"]["extra"] = True
     assert structural.validate(schema, job) == []
-    assert {e.path for e in structural.validate(schema, job, strict=True)} == {
-        "spec.hyperparameters.bach_size", "spec.extra"}
+    # Unknown hyperparameters are kept (never pruned silently) for the operator to refuse by name.
+    assert {e.path for e in structural.validate(schema, job, strict=True)} == {"spec.extra"}
     pruned = structural.prune(schema, job)
-    assert "bach_size" not in pruned["spec"]["hyperparameters"] and "extra" not in pruned["spec"]
+    assert pruned["spec"]["hyperparameters"]["bach_size"] == 64 and "extra" not in pruned["spec"]
     assert pruned["metadata"] == job["metadata"], "metadata belongs to the apiserver and is never pruned"
+
+
+def test_unknown_hyperparameter_is_named_with_the_names_that_exist() -> None:
+    job = minimal_job()
+    job["spec"]["hyperparameters"] = {"bach_size": 64}
+    with pytest.raises(ManifestError) as caught:
+        manifests.admit(job)
+    assert caught.value.field == "spec.hyperparameters.bach_size"
+    assert "did you mean batch_size?" in caught.value.message and "per_128_lrate" in caught.value.message
 
 
 def test_nproc_per_node_is_int_or_string() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from deeptrain_trainer import catalog
@@ -37,6 +38,21 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
             problems.append(("spec.hyperparameters.batch_size",
                              f"the global batch of {batch_size} is smaller than the {processes} training processes; "
                              "raise batch_size or lower workers/nprocPerNode"))
+    return problems
+
+
+def unknown_hyperparameters(hyperparameters: object) -> list[Problem]:
+    """Keys of spec.hyperparameters that are not hyperparameters (the CRD keeps them so they are seen)."""
+    if not isinstance(hyperparameters, dict):
+        return []
+    known = sorted(catalog.HYPERPARAMETERS)
+    problems = []
+    for key in hyperparameters:
+        if key in catalog.HYPERPARAMETERS:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        problems.append((f"spec.hyperparameters.{key}", f"is not a hyperparameter; {hint}use one of: {', '.join(known)}"))
     return problems
 
 
