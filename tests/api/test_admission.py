@@ -38,7 +38,7 @@ def test_there_is_a_broken_manifest_per_rule() -> None:
 @pytest.mark.parametrize("path", INVALID_FILES, ids=lambda p: p.stem)
 def test_broken_manifest_rejected_by_schema_at_its_field(path: Path) -> None:
     (doc,) = documents(path)
-    errors = admit(doc)
+    errors = [error for error in admit(doc) if error.message != structural.NOT_CHECKED]
     assert [error.path for error in errors] == expected_apiserver_fields(path), [str(e) for e in errors]
 
 
@@ -99,7 +99,8 @@ def test_error_message_has_the_apiserver_shape() -> None:
     job = minimal_job()
     job["spec"]["template"] = "InceptionV4"
     text = structural.format_error("DeepTrainingJob", "shoes", admit(job))
-    assert text == ('DeepTrainingJob.deeptrain.dev "shoes" is invalid: spec.template: Invalid value: "object": '
+    # As recorded from a real apiserver: a failed rule on an object prints no value.
+    assert text == ('DeepTrainingJob.deeptrain.dev "shoes" is invalid: spec.template: Invalid value: '
                     "spec.template InceptionV4 is not offered for visual-classifier; use one of: InceptionV2, "
                     "InceptionBatchNorm, InceptionResnetV2, ResNext")
 
