@@ -28,8 +28,9 @@ async def test_invalid_value_in_apiserver_shape(kube: KubeClient, namespace: str
     assert error.body["kind"] == "Status" and error.body["status"] == "Failure" and error.body["code"] == 422
     details = error.body["details"]
     assert (details["name"], details["group"], details["kind"]) == ("w", "fake.example.com", "Widget")
-    assert details["causes"] == [{"reason": "FieldValueNotSupported", "field": "spec.color",
-                                  "message": 'Unsupported value: "pink": supported values: "red", "green", "blue"'}]
+    assert details["causes"][0] == {"reason": "FieldValueNotSupported", "field": "spec.color",
+                                    "message": 'Unsupported value: "pink": supported values: "red", "green", "blue"'}
+    assert [cause["field"] for cause in details["causes"]] == ["spec.color", "<nil>"]
 
 
 @pytest.mark.parametrize(("spec", "field"), [
