@@ -246,6 +246,11 @@ def _assignable(actual: CelType, wanted: CelType) -> bool:
     return all(_assignable(a, w) for a, w in zip(actual.params, wanted.params, strict=True))
 
 
+def _meta(node: lark.Tree, name: str) -> int | None:
+    """A position of `node`; cel-python keeps none for a subtree made only of a keyword literal."""
+    return getattr(node.meta, name, None)
+
+
 def _is(value: CelType, *kinds: str) -> bool:
     return value.kind in kinds or value.kind in ("dyn", "error")
 
@@ -263,15 +268,23 @@ class _Checker:
 
     # -- helpers --
 
-    def error(self, line: int, column: int, message: str) -> _Typed:
-        self.errors.append(_located(self.expression, line, column, message))
+    def error(self, line: int | None, column: int | None, message: str) -> _Typed:
+        # cel-python keeps no positions for keyword literals (true, false, null): fall back to the start.
+        self.errors.append(_located(self.expression, line or 1, column or 1, message))
         return _Typed(ERROR, 0)
 
-    def no_overload(self, node: lark.Tree, column: int, name: str, *args: CelType) -> _Typed:
+    def _column_of(self, operator: str, left: lark.Tree, node: lark.Tree) -> int:
+        """Where `operator` follows the operand `left` (the column cel-go reports for a binary call)."""
+        start = getattr(left.meta, "end_column", None) or getattr(node.meta, "column", None) or 1
+        line = self.expression.split("\n")[(getattr(node.meta, "line", None) or 1) - 1]
+        found = line.find(operator, start - 1)
+        return found + 1 if found >= 0 else start
+
+    def no_overload(self, node: lark.Tree, column: int | None, name: str, *args: CelType) -> _Typed:
         if any(a.kind == "error" for a in args):
             return _Typed(ERROR, 0)
         shown = ", ".join(str(a) for a in args)
-        return self.error(node.meta.line, column, f"found no matching overload for '{name}' applied to '({shown})'")
+        return self.error(_meta(node, "line"), column, f"found no matching overload for '{name}' applied to '({shown})'")
 
     def lookup(self, name: str) -> CelType | None:
         for scope in reversed(self.scopes):
@@ -282,7 +295,7 @@ class _Checker:
     def visit(self, node: Any) -> _Typed:
         method = getattr(self, f"_{node.data}", None)
         if method is None:
-            return self.error(node.meta.line, node.meta.column, f"unsupported expression: {node.data}")
+            return self.error(_meta(node, "line"), node.meta.column, f"unsupported expression: {node.data}")
         return method(node)
 
     def _pass_through(self, node: lark.Tree) -> _Typed:
@@ -298,10 +311,10 @@ class _Checker:
             return self.visit(node.children[0])
         condition, then, otherwise = (self.visit(child) for child in node.children)
         if not _is(condition.type, "bool"):
-            return self.no_overload(node, node.meta.column, "_?_:_", condition.type, then.type, otherwise.type)
+            return self.no_overload(node, _meta(node, "column"), "_?_:_", condition.type, then.type, otherwise.type)
         if not (_assignable(then.type, otherwise.type) or then.type.kind == "null_type"
                 or otherwise.type.kind == "null_type"):
-            return self.no_overload(node, node.meta.column, "_?_:_", condition.type, then.type, otherwise.type)
+            return self.no_overload(node, _meta(node, "column"), "_?_:_", condition.type, then.type, otherwise.type)
         result = then.type if then.type.kind not in ("dyn", "null_type") else otherwise.type
         return _Typed(result, condition.cost + max(then.cost, otherwise.cost))
 
@@ -310,8 +323,8 @@ class _Checker:
             return self.visit(node.children[0])
         left, right = self.visit(node.children[0]), self.visit(node.children[1])
         if not (_is(left.type, "bool") and _is(right.type, "bool")):
-            operator_column = node.children[1].meta.column - 3
-            return self.no_overload(node, max(operator_column, 1), name, left.type, right.type)
+            column = self._column_of("||" if name == "_||_" else "&&", node.children[0], node)
+            return self.no_overload(node, column, name, left.type, right.type)
         return _Typed(BOOL, left.cost + right.cost)
 
     def _conditionalor(self, node: lark.Tree) -> _Typed:
@@ -416,15 +429,15 @@ class _Checker:
             result = target
         elif target.kind == "map":
             if not _assignable(STRING, target.params[0]):
-                return self.error(node.meta.line, column, f"type '{target}' does not support field selection")
+                return self.error(_meta(node, "line"), column, f"type '{target}' does not support field selection")
             result = target.params[1]
         elif target.kind == "object":
             found = target.field_type(name)
             if found is None:
-                return self.error(node.meta.line, column, f"undefined field '{name}'")
+                return self.error(_meta(node, "line"), column, f"undefined field '{name}'")
             result = found
         else:
-            return self.error(node.meta.line, column, f"type '{target}' does not support field selection")
+            return self.error(_meta(node, "line"), column, f"type '{target}' does not support field selection")
         if test_only:
             return _Typed(BOOL, operand.cost + 1)
         return _Typed(optional(result) if wrapped else result, operand.cost + 1)
@@ -452,7 +465,7 @@ class _Checker:
         return self.no_overload(node, column, "_[_]", target, index.type)
 
     def _member_object(self, node: lark.Tree) -> _Typed:
-        return self.error(node.meta.line, node.meta.column, "message construction is not supported in CRD rules")
+        return self.error(_meta(node, "line"), node.meta.column, "message construction is not supported in CRD rules")
 
     # -- calls --
 
@@ -493,7 +506,7 @@ class _Checker:
         expected = 3 if name == "map" and len(argument_nodes) == 3 else 2
         variable = self._identifier(argument_nodes[0]) if argument_nodes else None
         if len(argument_nodes) != expected or variable is None:
-            return self.error(node.meta.line, column, f"invalid argument to {name}() macro: "
+            return self.error(_meta(node, "line"), column, f"invalid argument to {name}() macro: "
                                                       "expects an identifier and an expression")
         target = iterated.type
         if target.kind == "list":
@@ -503,7 +516,7 @@ class _Checker:
         elif target.kind in ("dyn", "error"):
             element, count = target, 1
         else:
-            return self.error(node.meta.line, column, f"expression of type '{target}' cannot be range of a "
+            return self.error(_meta(node, "line"), column, f"expression of type '{target}' cannot be range of a "
                                                       "comprehension (must be list, map, or dynamic)")
         self.scopes.append({variable: element})
         try:
@@ -554,12 +567,12 @@ class _Checker:
             return _Typed(BOOL, cost + _string_cost(types[0]))
         if name in ("size", "matches", *_CONVERSIONS):
             return self.no_overload(node, column, name, *types)
-        return self.error(node.meta.line, node.meta.column, f"undeclared reference to '{name}' (in container '')")
+        return self.error(_meta(node, "line"), node.meta.column, f"undeclared reference to '{name}' (in container '')")
 
     def _has(self, node: lark.Tree, argument_nodes: list[lark.Tree]) -> _Typed:
         selection = self._unwrap(argument_nodes[0]) if len(argument_nodes) == 1 else None
         if selection is None or selection.data != "member_dot":
-            return self.error(node.meta.line, node.meta.column + 3, "invalid argument to has() macro")
+            return self.error(_meta(node, "line"), node.meta.column + 3, "invalid argument to has() macro")
         operand_node, name_token = selection.children
         operand = self.visit(operand_node)
         column = selection.meta.end_column - len(str(name_token)) - 1
@@ -664,7 +677,7 @@ class _Checker:
         if found is None and name in _TYPE_NAMES:
             return _Typed(TYPE, 0)
         if found is None:
-            return self.error(node.meta.line, node.meta.column, f"undeclared reference to '{name}' (in container '')")
+            return self.error(_meta(node, "line"), node.meta.column, f"undeclared reference to '{name}' (in container '')")
         return _Typed(found, 1)
 
     def _dot_ident(self, node: lark.Tree) -> _Typed:
