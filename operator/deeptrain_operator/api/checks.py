@@ -50,7 +50,7 @@ def unknown_hyperparameters(hyperparameters: object) -> list[Problem]:
     for key in hyperparameters:
         if key in catalog.HYPERPARAMETERS:
             continue
-        close = difflib.get_close_matches(str(key), known, n=1)
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
         hint = f"did you mean {close[0]}? " if close else ""
         problems.append((f"spec.hyperparameters.{key}", f"is not a hyperparameter; {hint}use one of: {', '.join(known)}"))
     return problems
