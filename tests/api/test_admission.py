@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deeptrain_operator.api import structural
+from deeptrain_operator.api import manifests, structural
 from deeptrain_operator.api.crdgen import schema_for
-from deeptrain_operator.api import manifests
 from deeptrain_operator.api.manifests import ManifestError, load_job, load_objects
 
 from .manifest_files import (

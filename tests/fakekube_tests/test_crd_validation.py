@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fakekube.crd_validation import validate_crd, valid_field_path
+from fakekube.crd_validation import valid_field_path, validate_crd
 
 from .crd_samples import widget_crd
 

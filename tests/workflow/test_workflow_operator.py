@@ -135,7 +135,7 @@ async def test_waits_for_a_running_job_then_pins_the_models_when_they_succeed(ku
     assert_condition(ready, "ModelsReady", "True", reason="ModelsResolved")
     nodes = {node["id"]: node for node in ready["status"]["nodes"]}
     assert nodes["detect"]["deepTrainingJob"] == "detector" and nodes["detect"]["version"] == "dddddddddddd"
-    assert nodes["detect"]["modelUri"] == "file:///mnt/pvc/models/detector"
+    assert nodes["detect"]["modelUri"] == "pvc://models/detector"
     assert nodes["embed"]["version"] == "eeeeeeeeeeee" and nodes["crop"]["ready"]
     for job in ("detector", "embedder"):
         found = await wait_job(kube, namespace, job, lambda obj: back_references(obj) == ["shape-search"],

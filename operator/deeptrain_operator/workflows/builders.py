@@ -4,8 +4,7 @@ Children: a ConfigMap with the Workflow manifest the pods read, the serve Deploy
 (spec.serve), and indexing Jobs (spec.index, default workflow only). Names are deterministic, labels
 explicit (never the CR's), and each child has a controlling ownerReference to the Workflow.
 
-Model and index directories reach the pods as PersistentVolumeClaim mounts: `pvc://CLAIM/PATH` and
-the trainer's own `file:///mnt/pvc/CLAIM/PATH` both mean CLAIM mounted at /mnt/pvc/CLAIM.
+Model and index directories reach the pods as PersistentVolumeClaim mounts (see volumes.py).
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ from deeptrain_trainer.workflow import contract as pod
 from .. import constants as c
 from ..api.workflow import Workflow
 from ..settings import Settings
+from ..volumes import claim_and_path
 
 Manifest = dict[str, Any]
 PinnedNode = dict[str, Any]  # status.nodes[] entry: {id, deepTrainingJob?, modelUri, version}
 
-PVC_SCHEME = "pvc://"
-MOUNTED_PREFIX = f"file://{PVC_MOUNT_ROOT}/"
 # Children names append at most `-index-<10 hex>`; Services and Job pods need 63-character DNS labels.
 MAX_WORKFLOW_NAME_LENGTH = 46
 INDEX_BACKOFF_LIMIT = 2
@@ -82,15 +80,6 @@ def _digest(data: Any) -> str:
 
 
 # --- where things are in the pods --------------------------------------------------------------------
-
-def claim_and_path(uri: str) -> tuple[str | None, str]:
-    """(the claim to mount or None, the path the pods read) for a model, dataset or index URI."""
-    for prefix in (PVC_SCHEME, MOUNTED_PREFIX):
-        if uri.startswith(prefix):
-            rest = uri.removeprefix(prefix)
-            return rest.split("/", 1)[0] or None, f"{PVC_MOUNT_ROOT}/{rest}"
-    return None, uri.removeprefix("file://") if uri.startswith("file://") else uri
-
 
 def index_location(workflow: Workflow, embed_model_uri: str) -> str:
     """The index's URI: `index/<workflow>` beside the embedder's model directory, in the same scheme."""
