@@ -258,7 +258,7 @@ async def test_two_default_workflows_the_newest_wins_and_indexes(kube, namespace
     await job_player.succeed(index_job, index_termination_message(42, "abcdef012345", "unused"))
     indexed = await wait_workflow("newer", type="Indexed", reason="IndexBuilt")
     assert indexed["status"]["index"]["size"] == 42 and indexed["status"]["index"]["version"] == "abcdef012345"
-    assert indexed["status"]["index"]["uri"] == "file:///mnt/pvc/models/index/newer"
+    assert indexed["status"]["index"]["uri"] == "pvc://models/index/newer"  # beside the embedder, as the user names it
     assert_condition(indexed, "Ready", "True")
 
     await kube.delete(API_VERSION, WORKFLOW_KIND, "newer", namespace)
