@@ -275,8 +275,8 @@ class _Checker:
 
     def _column_of(self, operator: str, left: lark.Tree, node: lark.Tree) -> int:
         """Where `operator` follows the operand `left` (the column cel-go reports for a binary call)."""
-        start = getattr(left.meta, "end_column", None) or getattr(node.meta, "column", None) or 1
-        line = self.expression.split("\n")[(getattr(node.meta, "line", None) or 1) - 1]
+        start = _meta(left, "end_column") or _meta(node, "column") or 1
+        line = self.expression.split("\n")[(_meta(node, "line") or 1) - 1]
         found = line.find(operator, start - 1)
         return found + 1 if found >= 0 else start
 
@@ -295,7 +295,7 @@ class _Checker:
     def visit(self, node: Any) -> _Typed:
         method = getattr(self, f"_{node.data}", None)
         if method is None:
-            return self.error(_meta(node, "line"), node.meta.column, f"unsupported expression: {node.data}")
+            return self.error(_meta(node, "line"), _meta(node, "column"), f"unsupported expression: {node.data}")
         return method(node)
 
     def _pass_through(self, node: lark.Tree) -> _Typed:
