@@ -226,6 +226,8 @@ class ApiServer:
         propagation = options.get("propagationPolicy") or request.query.get("propagationPolicy")
         if propagation is None and options.get("orphanDependents") is not None:
             propagation = "Orphan" if options["orphanDependents"] else "Background"
+        if self._write_options(request).dry_run or options.get("dryRun"):
+            return _json(self.store.get(resource, namespace, name))  # `kubectl delete --dry-run=server`
         return _json(self.store.delete(resource, namespace, name, propagation, options.get("preconditions")))
 
     def _delete_collection(self, resource: ResourceType, namespace: str | None, query: Any) -> web.Response:

@@ -46,6 +46,9 @@ async def test_dry_run_admits_without_storing(kube: KubeClient, namespace: str) 
     assert await kube.get_or_none(API_VERSION, "Widget", "w", namespace) is None
     code, body, _ = await post(kube, namespace, widget("w", namespace, size=99), "?dryRun=All")
     assert code == 422
+    await kube.create(widget("w", namespace))
+    await kube.request("DELETE", f"/apis/{API_VERSION}/namespaces/{namespace}/widgets/w", params={"dryRun": "All"})
+    assert await kube.get_or_none(API_VERSION, "Widget", "w", namespace) is not None
 
 
 async def test_list_items_of_built_in_kinds_carry_no_api_version_or_kind(kube: KubeClient, namespace: str) -> None:
