@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The server refuses an image over its limit from the header; Pillow's own guard (a warning above
     # MAX_IMAGE_PIXELS, an error above twice that) follows the same limit as a second line.
     Image.MAX_IMAGE_PIXELS = serve_limits.max_image_pixels
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the refusal itself names the limit
     if tokens is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning("serving on %s without authentication: anyone who reaches this port "
                                             "can use the models (set %s)", args.host, contract.ENV_SERVE_TOKENS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,13 +50,15 @@ def open_image(data: bytes, where: str, max_pixels: int) -> Image.Image:
     """The image with only its header read; TooLarge when it has more than `max_pixels` pixels."""
     try:
         image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as error:
-        raise _too_many_pixels(where, None, max_pixels) from error
+    except Image.DecompressionBombError as error:  # Pillow's own guard, when it is stricter than ours
+        counted = re.search(r"\((\d+) pixels\)", str(error))
+        raise _too_many_pixels(where, f"has {int(counted.group(1)):,} pixels" if counted else "has too many pixels",
+                               max_pixels) from error
     except Exception as error:  # noqa: BLE001 (every failure to parse untrusted bytes means "not an image")
         raise _not_an_image(where, error) from error
     pixels = image.width * image.height
     if pixels > max_pixels:
-        raise _too_many_pixels(where, image, max_pixels)
+        raise _too_many_pixels(where, f"is {image.width}x{image.height} = {pixels:,} pixels", max_pixels)
     return image
 
 
@@ -68,8 +71,7 @@ def decode(image: Image.Image, where: str) -> Image.Image:
         raise _not_an_image(where, error) from error
 
 
-def _too_many_pixels(where: str, image: Image.Image | None, max_pixels: int) -> TooLarge:
-    size = f"is {image.width}x{image.height} = {image.width * image.height:,} pixels" if image else "has too many pixels"
+def _too_many_pixels(where: str, size: str, max_pixels: int) -> TooLarge:
     return TooLarge(f"{where}: the image {size}; this server decodes at most {max_pixels:,} pixels per image "
                     "(max_image_pixels); scale it down before sending")
 
