@@ -341,6 +341,9 @@ def test_every_limit_is_documented_in_the_openapi_document_and_the_readme():
         assert {"401", "413", "503"} <= set(document["paths"][route]["post"]["responses"])
     assert {"401", "413", "422", "503"} <= set(document["paths"]["/v1/predict"]["post"]["responses"])
     assert "5000" in document["paths"]["/v1/predict"]["post"]["responses"]["413"]["description"]
-    readme = README.read_text()
+    readme_rows = {line.split("`")[3]: line for line in README.read_text().splitlines()
+                   if line.startswith("| `--") and "DEEPTRAIN_SERVE_" in line}
+    described = openapi_document("w")["info"]["description"]
     for name, value in ServeLimits().describe().items():
-        assert f"`{env_name(name)}`" in readme and str(value) in document["info"]["description"], name
+        assert f"| {value}" in readme_rows[env_name(name)], f"README's default for {name}"
+        assert f"`{name}` = {value} ({env_name(name)})" in described

@@ -43,9 +43,21 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _outside_strings(data: bytes) -> bytes:
+    """`data` with every JSON string removed.
+
+    Without an escaped quote, every `"` opens or closes a string, so splitting on quotes and keeping
+    every other piece is exact, and much quicker than the regular expression that handles escapes
+    (which holds the interpreter for long on a large body of base64 and would delay /healthz).
+    """
+    if b'\\"' not in data:
+        return b"".join(data.split(b'"')[::2])
+    return _STRING.sub(b"", data)
+
+
 def nesting_depth(data: bytes, stop_above: int) -> int:
     """How deep arrays and objects nest in `data` (strings skipped); stops counting past `stop_above`."""
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    brackets = _outside_strings(data).translate(None, _NOT_BRACKETS)
     deepest, level = 0, 0
     for start in range(0, len(brackets), DEPTH_CHUNK):
         chunk = np.frombuffer(brackets, dtype=np.uint8, count=min(DEPTH_CHUNK, len(brackets) - start), offset=start)

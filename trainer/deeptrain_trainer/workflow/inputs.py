@@ -66,7 +66,8 @@ def decode(image: Image.Image, where: str) -> Image.Image:
     """An opened image's pixels, upright (EXIF orientation) and RGB, as the models were trained on."""
     try:
         image.load()
-        return to_rgb(ImageOps.exif_transpose(image))
+        ImageOps.exif_transpose(image, in_place=True)  # in place: a copy would double the peak memory
+        return to_rgb(image)
     except Exception as error:  # noqa: BLE001 (truncated files, bad chunks and odd modes all mean "not an image")
         raise _not_an_image(where, error) from error
 

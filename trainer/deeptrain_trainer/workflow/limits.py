@@ -2,9 +2,11 @@
 
 Each limit is a setting with a default, given as a command-line option or an environment variable
 (`--max-image-pixels` / DEEPTRAIN_SERVE_MAX_IMAGE_PIXELS, ...). Together they bound the server's
-memory: about the loaded models plus `concurrency` x (`max_body_bytes` + 3 bytes x
-`max_request_pixels`), whatever the load, because requests beyond `concurrency` wait unread in a
-queue of `queue_depth` and the rest are turned away with 503.
+memory, whatever the load: the idle server (models loaded) plus `concurrency` x (3 x
+`max_body_bytes` + 4 bytes x `max_request_pixels`). A request in progress holds its body, the
+parsed JSON and the decoded image bytes (about 3 x the body at worst) and its pixels (Pillow keeps
+RGB in 4 bytes); requests beyond `concurrency` wait unread in a queue of `queue_depth`, and the
+rest are turned away with 503.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class ServeLimits:
 
     def describe(self) -> dict[str, int]:
         return dataclasses.asdict(self)
+
+    def memory_bound(self, idle_bytes: int) -> int:
+        """The most resident memory the server should reach, given what it holds when idle."""
+        return idle_bytes + self.concurrency * (3 * self.max_body_bytes + 4 * self.max_request_pixels)
 
 
 MINIMUM = {"max_body_bytes": 1024, "max_image_pixels": 1, "max_request_pixels": 1, "max_json_depth": 2,
