@@ -116,6 +116,7 @@ async def error_of(response: aiohttp.ClientResponse, status: int) -> str:
     return (await response.json())["error"]["message"]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's own, lower threshold
 async def test_eight_huge_pngs_are_refused_from_their_headers_and_health_keeps_answering(classifier, huge_png):
     body = {"inputs": [{"image": {"base64": b64_bytes(huge_png)}}] * 8}
     async with serving(lambda: Loaded(classifier)) as base, aiohttp.ClientSession() as session:

@@ -108,18 +108,14 @@ def _error_response(status: int, message: str, headers: dict[str, str] | None = 
     return web.Response(status=status, text=_error_json(message), content_type="application/json", headers=headers)
 
 
-def _as_json(error: web.HTTPException) -> web.StreamResponse:
-    """aiohttp's own refusals (404, 405, 413, ...) carry text/plain; the API promises JSON errors."""
-    if error.content_type == "application/json":
-        return error
+def _as_json(error: web.HTTPException) -> web.Response:
+    """The refusal as a response; aiohttp's own (404, 405, ...) carry text/plain, the API promises JSON."""
     headers = {name: value for name, value in error.headers.items() if name.lower() not in ("content-type",
                                                                                              "content-length")}
+    if error.content_type == "application/json":
+        return web.Response(status=error.status, text=error.text, content_type="application/json", headers=headers)
     message = error.text if error.text and not error.text.startswith(f"{error.status}:") else error.reason
     return _error_response(error.status, message, headers)
-
-
-def _bad_request(message: str) -> WorkflowError:
-    return WorkflowError(message)
 
 
 STATE_KEY = web.AppKey("workflow_state", _State)
@@ -231,9 +227,9 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
             k = _bounded_int(body.get("k", 5), "k", 1, MAX_K)
             metric = body.get("metric", index.metric)
             if metric not in METRICS:
-                raise _bad_request(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
+                raise WorkflowError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
             if ("vector" in body) + len(images) != 1:
-                raise _bad_request('give exactly one of "image" or "vector"')
+                raise WorkflowError('give exactly one of "image" or "vector"')
             if "vector" in body:
                 query = query_vector(body["vector"], metric)
                 neighbours = await state.call(index.search, query[None, :], k, metric)
@@ -304,7 +300,7 @@ def _index_of(loaded: Loaded) -> Index:
 
 def _bounded_int(value: Any, name: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _bad_request(f"{name}: {value!r} must be an integer from {low} to {high}")
+        raise WorkflowError(f"{name}: {value!r} must be an integer from {low} to {high}")
     return value
 
 
@@ -318,7 +314,7 @@ async def _multipart_parts(request: web.Request, limit: int) -> list[tuple[str, 
         reader = await request.multipart()
         async for part in reader:
             if not isinstance(part, BodyPartReader):
-                raise _bad_request("the multipart body nests another multipart body; send flat form fields")
+                raise WorkflowError("the multipart body nests another multipart body; send flat form fields")
             chunks = []
             while chunk := await part.read_chunk(READ_CHUNK_BYTES):
                 total += len(chunk)
@@ -327,11 +323,11 @@ async def _multipart_parts(request: web.Request, limit: int) -> list[tuple[str, 
                 chunks.append(chunk)
             parts.append((part.name or "", part.filename, b"".join(chunks)))
             if len(parts) > MAX_INPUTS + 2:  # the inputs, and the k and metric fields of a search
-                raise _bad_request(f"the multipart body has more than {MAX_INPUTS} parts; send at most {MAX_INPUTS} inputs")
+                raise WorkflowError(f"the multipart body has more than {MAX_INPUTS} parts; send at most {MAX_INPUTS} inputs")
     except WorkflowError:
         raise
     except Exception as error:  # noqa: BLE001 (aiohttp's multipart parser raises many kinds on malformed bodies)
-        raise _bad_request(f"the multipart body cannot be parsed ({type(error).__name__}); send multipart/form-data "
+        raise WorkflowError(f"the multipart body cannot be parsed ({type(error).__name__}); send multipart/form-data "
                            "with one part per image or text") from error
     return parts
 
@@ -340,7 +336,7 @@ def _text(content: bytes, where: str) -> str:
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _bad_request(f"{where}: is not UTF-8 text") from error
+        raise WorkflowError(f"{where}: is not UTF-8 text") from error
 
 
 async def _multipart_inputs(request: web.Request, limit: int) -> list[RawInput]:
@@ -352,7 +348,7 @@ async def _multipart_inputs(request: web.Request, limit: int) -> list[RawInput]:
         else:
             raws.append(RawInput(name=filename or name or f"image[{len(raws)}]", where=where, data=content))
     if not raws:
-        raise _bad_request("the multipart body holds no image or text part")
+        raise WorkflowError("the multipart body holds no image or text part")
     return raws
 
 
