@@ -218,6 +218,25 @@ async def test_a_body_over_the_limit_is_a_json_413_declared_or_streamed(classifi
             assert "max_body_bytes" in await error_of(response, 413)
 
 
+async def test_images_read_by_uri_share_one_body_s_worth_of_bytes(classifier, tmp_path):
+    paths = []
+    for seed in range(3):
+        paths.append(tmp_path / f"{seed}.png")
+        paths[-1].write_bytes(png_bytes(noise_image(64, 64, seed)))
+    each = paths[0].stat().st_size
+    limits = ServeLimits(max_body_bytes=int(each * 2.5))
+    async with serving(lambda: Loaded(classifier), allowed_uri_prefixes=[str(tmp_path)], limits=limits) as base, \
+            aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        two = {"inputs": [{"image": {"uri": str(path)}} for path in paths[:2]]}
+        async with session.post(f"{base}/v1/predict", json=two) as response:
+            assert response.status == 200
+        three = {"inputs": [{"image": {"uri": str(path)}} for path in paths]}
+        async with session.post(f"{base}/v1/predict", json=three) as response:
+            message = await error_of(response, 413)
+        assert message.startswith("inputs[2].image.uri") and "max_body_bytes" in message
+
+
 class GatedRunner:
     """The real runner, held at a gate: requests stay in flight until the test opens it."""
 

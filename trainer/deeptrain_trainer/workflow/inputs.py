@@ -125,9 +125,13 @@ def image_bytes(reference: Any, where: str, allowed_prefixes: Sequence[str], max
         fs, path = filesystem(uri)
         size = fs.size(path)
         if size is not None and size > max_bytes:
-            raise TooLarge(f"{where}.uri: {uri} is {size} bytes; this server reads at most {max_bytes} "
-                           "(max_body_bytes)")
-        return read_bytes(uri), uri
+            raise TooLarge(f"{where}.uri: {uri} is {size} bytes, over the {max_bytes} left of what this server "
+                           "reads by URI for one request (max_body_bytes, for all such images together)")
+        data = read_bytes(uri)
+        if len(data) > max_bytes:  # a store that does not tell sizes up front
+            raise TooLarge(f"{where}.uri: {uri} holds more than the {max_bytes} bytes left of what this server "
+                           "reads by URI for one request (max_body_bytes, for all such images together)")
+        return data, uri
     except WorkflowError:
         raise
     except FileNotFoundError as error:
@@ -151,6 +155,7 @@ def raw_inputs_from_json(body: Any, allowed_prefixes: Sequence[str], max_bytes: 
         raise WorkflowError('inputs: send {"inputs": [{"image": {"base64": ...}} | {"text": ...}, ...]}')
     check_count(len(body["inputs"]))
     raws = []
+    unread = max_bytes  # images read by URI share one body's worth of bytes, like images sent inline
     for position, entry in enumerate(body["inputs"]):
         where = f"inputs[{position}]"
         if not isinstance(entry, dict) or len(entry.keys() & {"image", "text"}) != 1:
@@ -160,7 +165,9 @@ def raw_inputs_from_json(body: Any, allowed_prefixes: Sequence[str], max_bytes: 
                 raise WorkflowError(f"{where}.text: must be a string")
             raws.append(RawInput(name=where, where=f"{where}.text", text=entry["text"]))
         else:
-            data, name = image_bytes(entry["image"], f"{where}.image", allowed_prefixes, max_bytes)
+            data, name = image_bytes(entry["image"], f"{where}.image", allowed_prefixes, unread)
+            if isinstance(entry["image"], dict) and "uri" in entry["image"]:
+                unread -= len(data)
             raws.append(RawInput(name=name, where=f"{where}.image", data=data))
     return raws
 
