@@ -263,3 +263,29 @@ async def test_two_default_workflows_the_newest_wins_and_indexes(kube, namespace
 
     await kube.delete(API_VERSION, WORKFLOW_KIND, "newer", namespace)
     await wait_workflow("older", type="Default", reason="IsDefault")
+
+
+async def test_serving_with_a_missing_token_secret_says_so_naming_the_fix(kube, namespace, operator, train,
+                                                                       wait_workflow):
+    await train("embedder", "visual-embedder", version="111111111111")
+    auth = {"secretRef": {"name": "search-tokens"}}
+    await kube.create(workflow_manifest("guarded", namespace, [{"id": "embed", "model": {"deepTrainingJob": "embedder"}}],
+                                        serve={"replicas": 1, "auth": auth}))
+    deployment = await kube.wait_for("apps/v1", "Deployment", "guarded-serve", namespace, lambda obj: obj is not None,
+                                     what="the serve Deployment")
+    template = deployment["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert {"name": "DEEPTRAIN_SERVE_TOKENS",
+            "valueFrom": {"secretKeyRef": {"name": "search-tokens", "key": "tokens"}}} in container["env"]
+    # What the ReplicaSet controller and the kubelet make of it while the Secret does not exist.
+    pod = await kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "guarded-serve-7c9d-x1", "namespace": namespace, "labels": template["metadata"]["labels"]},
+        "spec": template["spec"]})
+    await kube.patch(pod, {"status": {"phase": "Pending", "containerStatuses": [{
+        "name": container["name"], "image": container["image"], "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "CreateContainerConfigError",
+                              "message": 'secret "search-tokens" not found'}}}]}}, subresource="status")
+    refused = await wait_workflow("guarded", type="Serving", status="False", reason="AuthSecretNotFound")
+    message = find_condition(refused, "Serving")["message"]
+    assert "guarded-serve-7c9d-x1" in message and "create Secret 'search-tokens' with key 'tokens'" in message
+    assert refused["status"]["phase"] == "Pending"

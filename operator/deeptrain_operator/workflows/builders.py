@@ -43,6 +43,11 @@ def serve_name(workflow_name: str) -> str:
     return f"{workflow_name}-serve"
 
 
+def serve_selector(workflow_name: str) -> dict[str, str]:
+    """The labels that pick the serving pods (Deployment selector, Service, NetworkPolicy in the chart)."""
+    return {c.LABEL_WORKFLOW_NAME: workflow_name, c.LABEL_COMPONENT: c.COMPONENT_SERVE}
+
+
 def index_job_name(workflow_name: str, index_hash: str) -> str:
     return f"{workflow_name}-index-{index_hash[:10]}"
 
@@ -167,7 +172,8 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
     name = _name(workflow)
     serve = workflow.spec.serve
     assert serve is not None, "only workflows with spec.serve are served"
-    arguments = [pod.ARG_WORKFLOW, _workflow_path(), *model_arguments(pinned), pod.ARG_PORT, str(pod.SERVE_PORT)]
+    arguments = [pod.ARG_WORKFLOW, _workflow_path(), *model_arguments(pinned), pod.ARG_HOST, pod.POD_BIND_ADDRESS,
+                 pod.ARG_PORT, str(pod.SERVE_PORT)]
     read = [node["modelUri"] for node in pinned if node.get("modelUri")]
     if index_uri is not None:
         arguments += [pod.ARG_INDEX, claim_and_path(index_uri)[1]]
@@ -189,6 +195,11 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
     }
     if serve.resources is not None:
         container["resources"] = serve.resources.to_dict()
+    if serve.auth is not None:
+        # An env var from a missing Secret or key stops the container with CreateContainerConfigError,
+        # which the status reports as AuthSecretNotFound: the service never starts open by mistake.
+        container["env"].append({"name": pod.ENV_SERVE_TOKENS, "valueFrom": {"secretKeyRef": {
+            "name": serve.auth.secretRef.name, "key": serve.auth.key}}})
     pod_labels = labels(name, c.COMPONENT_SERVE)
     return {
         "apiVersion": "apps/v1",
@@ -196,7 +207,7 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
         "metadata": _metadata(workflow, serve_name(name), c.COMPONENT_SERVE),
         "spec": {
             "replicas": serve.replicas,
-            "selector": {"matchLabels": {c.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: c.COMPONENT_SERVE}},
+            "selector": {"matchLabels": serve_selector(name)},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {
                     c.ANNOTATION_MODELS_HASH: models_hash(workflow, pinned, index_version),
@@ -215,7 +226,7 @@ def build_service(workflow: Workflow) -> Manifest:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(workflow, serve_name(name), c.COMPONENT_SERVE),
-        "spec": {"selector": {c.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: c.COMPONENT_SERVE},
+        "spec": {"selector": serve_selector(name),
                  "ports": [{"name": c.HTTP_PORT_NAME, "port": pod.SERVE_PORT, "targetPort": c.HTTP_PORT_NAME,
                             "protocol": "TCP"}]},
     }
