@@ -55,6 +55,11 @@ CHANGED_SINCE_RECORDING: dict[str, tuple[str, Now | None]] = {
     "crd: DeepTrainingJob (root fieldPath dropped)": (
         "crds/ now carries the mend the recording made by hand (the job-name rule without fieldPath), with the "
         "rule's message naming metadata.name, and spec.hyperparameters preserving unknown keys", None),
+    "crd: Workflow (root fieldPath dropped)": (
+        "crds/ now carries the mend the recording made by hand, and the Workflow gained spec.serve.auth "
+        "(bearer tokens from a Secret)", None),
+    "admission: examples/workflow.yaml": (
+        "the example now sets spec.serve.auth, which the returned object carries", None),
     "admission: tests/manifests/invalid/name-too-long.yaml": (
         "the job-name rule's message now starts with the field it is about (metadata.name), because the "
         "apiserver reports a root rule at <nil>", None),
