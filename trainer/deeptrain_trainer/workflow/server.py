@@ -20,9 +20,10 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from .clusters import DEFAULT_PAGE, MAX_PAGE, check_on_demand, computed_clusters, stored_clusters
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
-from .index import METRICS, Index
+from .index import METRICS, SearchIndex
 from .inputs import check_count, decode_image_bytes, image_from_reference, inputs_from_json
 from .kmeans import Clusters, kmeans
 from .openapi import openapi_document
@@ -39,7 +40,7 @@ CLUSTER_CACHE_SIZE = 8
 @dataclass(frozen=True)
 class Loaded:
     runner: WorkflowRunner
-    index: Index | None = None
+    index: SearchIndex | None = None
 
 
 Loader = Callable[[], Loaded]
@@ -161,13 +162,20 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
         loaded = state.ready()
         index = _index_of(loaded)
         body = await _json_body(request)
+        offset = _bounded_int(body.get("offset", 0), "offset", 0, 2**31 - 1)
+        limit = _bounded_int(body.get("limit", DEFAULT_PAGE), "limit", 1, MAX_PAGE)
+        cluster = None if body.get("cluster") is None else _bounded_int(body["cluster"], "cluster", 0, MAX_CLUSTERS)
+        if "k" not in body:
+            return web.json_response(await state.call(stored_clusters, index, cluster, offset, limit))
+        check_on_demand(index)
         k = _bounded_int(body.get("k"), "k", 1, min(MAX_CLUSTERS, index.size))
         seed = _bounded_int(body.get("seed", 0), "seed", 0, 2**31 - 1)
         if (k, seed) not in state.clusters:
             if len(state.clusters) >= CLUSTER_CACHE_SIZE:
                 state.clusters.pop(next(iter(state.clusters)))
             state.clusters[(k, seed)] = await state.call(kmeans, index, k, seed)
-        return web.json_response(_clusters_body(index, state.clusters[(k, seed)], k, seed))
+        return web.json_response(await state.call(computed_clusters, index, state.clusters[(k, seed)], seed, cluster,
+                                                  offset, limit))
 
     async def start_loading(app: web.Application) -> None:
         async def load() -> None:
@@ -205,7 +213,7 @@ def _versions(runner: WorkflowRunner) -> dict[str, Any]:
     return {node_id: info["version"] for node_id, info in runner.model_versions().items()}
 
 
-def _index_of(loaded: Loaded) -> Index:
+def _index_of(loaded: Loaded) -> SearchIndex:
     if loaded.index is None:
         raise web.HTTPConflict(text=_error_json("this workflow serves no index; set spec.index and build it "
                                                 "(`deeptrain index`) to search or cluster"),
@@ -264,16 +272,3 @@ async def _search_body(request: web.Request, prefixes: Sequence[str]) -> tuple[d
     images = [image_from_reference(body["image"], "image", prefixes)[0]] if "image" in body else []
     return body, images
 
-
-def _clusters_body(index: Index, found: Clusters, k: int, seed: int) -> dict[str, Any]:
-    clusters = []
-    for cluster in range(k):
-        members = [index.items[row] for row in range(index.size) if found.assignments[row] == cluster]
-        concepts: dict[str, int] = {}
-        for member in members:
-            for concept in member.get("concepts", []):
-                concepts[concept] = concepts.get(concept, 0) + 1
-        clusters.append({"id": cluster, "size": len(members), "members": [member["id"] for member in members],
-                         "concepts": concepts, "centroid": [round(float(v), 6) for v in found.centroids[cluster]]})
-    return {"k": k, "seed": seed, "inertia": round(found.inertia, 6), "iterations": found.iterations,
-            "clusters": clusters}
