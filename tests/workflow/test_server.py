@@ -21,8 +21,8 @@ import yaml
 from aiohttp import web
 from PIL import Image
 
-from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
 from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
+from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
 from deeptrain_trainer.workflow.index import IndexMeta, Rows
 from deeptrain_trainer.workflow.kmeans import store_clusters
 from deeptrain_trainer.workflow.models import models_dir_resolver

@@ -121,9 +121,9 @@ class Index(ApiModel):
     """Embed a dataset with the graph and serve nearest-neighbour search over it."""
 
     model_config = {"json_schema_extra": {"x-kubernetes-validations": [
-        {"rule": "self.store != 'milvus' || has(self.connection)",
+        {"rule": "!has(self.store) || self.store != 'milvus' || has(self.connection)",
          "message": "spec.index.connection: the milvus store needs connection.secretRef naming a Secret with its uri"},
-        {"rule": "!has(self.structure) || self.structure == 'auto' || self.store == 'embedded'",
+        {"rule": "!has(self.structure) || self.structure == 'auto' || !has(self.store) || self.store == 'embedded'",
          "message": "spec.index.structure: applies to the embedded store only; remove it for milvus"},
     ]}}
 

@@ -33,6 +33,7 @@ WORKFLOW_FILENAME = "workflow.json"  # the Workflow manifest, as the serve and i
 ENV_MILVUS_URI = "DEEPTRAIN_MILVUS_URI"
 ENV_MILVUS_TOKEN = "DEEPTRAIN_MILVUS_TOKEN"
 ENV_MILVUS_DATABASE = "DEEPTRAIN_MILVUS_DATABASE"
+MILVUS_SCHEME = "milvus://"  # an index location that is a Milvus collection: milvus://COLLECTION
 MILVUS_SECRET_KEYS = {ENV_MILVUS_URI: "uri", ENV_MILVUS_TOKEN: "token", ENV_MILVUS_DATABASE: "database"}
 
 

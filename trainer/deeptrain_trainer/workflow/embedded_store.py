@@ -88,7 +88,9 @@ def build_ann(vectors: np.ndarray, metric: Metric, structure: Structure) -> fais
     else:
         lists = max(1, min(int(4 * math.sqrt(size)), size // TRAINING_ROWS_PER_LIST))
         quantizer = faiss.IndexFlat(dim, _faiss_metric(metric))
-        ann = faiss.IndexIVFPQ(quantizer, dim, lists, _pq_subquantizers(dim), 8, _faiss_metric(metric))
+        # 8-bit codes need 256 training rows per sub-quantizer; tiny indexes get smaller codebooks.
+        bits = max(1, min(8, int(math.log2(size))))
+        ann = faiss.IndexIVFPQ(quantizer, dim, lists, _pq_subquantizers(dim), bits, _faiss_metric(metric))
         sample = np.random.default_rng(0).choice(size, min(size, lists * 256), replace=False)
         ann.train(np.ascontiguousarray(vectors[np.sort(sample)]))
     for start in range(0, size, 100_000):

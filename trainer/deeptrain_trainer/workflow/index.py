@@ -31,7 +31,6 @@ from .errors import WorkflowError
 
 INDEX_KIND = "SearchIndex"
 INDEX_API_VERSION = "deeptrain.dev/v1alpha1"
-MILVUS_SCHEME = "milvus://"
 
 Metric = Literal["cosine", "euclidean"]
 METRICS: tuple[Metric, ...] = ("cosine", "euclidean")

@@ -5,7 +5,7 @@ per detected region. Rows remember their image's URI, the region (for crops) and
 dataset gives: the image's concepts for whole images, and for a crop the concept of the annotated
 box it overlaps best (IoU >= 0.5), when the dataset has boxes.
 
-Each input of the listing has a key (its record id, else its URI) and a fingerprint (its size and
+Each input of the listing has a key (its record id: its path below the dataset for an image folder) and a fingerprint (its size and
 modification stamp as the file system reports them, and its labels). Rows are keyed by the input's
 key, so indexing is incremental and idempotent: `plan` compares the listing with what the index
 holds and only new or changed inputs are embedded, deleted ones removed; a shard that crashed and
@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 from .. import catalog
 from ..data import ImageRecord, read_records
 from ..data.images import load_image
-from ..data.uris import filesystem
+from ..data.uris import filesystem, resolve_uri
 from .crop import Box
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
@@ -49,9 +49,15 @@ Progress = Callable[[int, int], None]  # (records done, records in all)
 
 
 def read_dataset(uri: str, dataset_format: str) -> list[ImageRecord]:
-    """The images of a dataset in any image format the trainer reads (labels optional in spirit, kept when given)."""
+    """The images of a dataset in any image format the trainer reads (labels optional in spirit, kept when given).
+
+    Each record's id is its key in the index: the dataset's own id, else its path below the dataset
+    (the same wherever the dataset is mounted).
+    """
     records = read_records(uri, dataset_format, catalog.VISUAL_EMBEDDER, None)
-    return [record for record in records if isinstance(record, ImageRecord)]
+    root = resolve_uri(uri).rstrip("/") + "/"
+    return [replace(record, id=record.id or record.uri.removeprefix(root)) for record in records
+            if isinstance(record, ImageRecord)]
 
 
 def embed_node_of(runner: WorkflowRunner, embed_node_id: str | None) -> str:

@@ -101,19 +101,19 @@ def kmeans(index: SearchIndex, k: int, seed: int = 0, sample_rows: int = SAMPLE_
     if not 1 <= k <= size:
         raise WorkflowError(f"k: {k} must be between 1 and the index size {size}")
     points = _sample(index, min(size, sample_rows), np.random.default_rng(seed))
-    _, centres, iterations = lloyd(points, k, seed)
+    sampled, centres, iterations = lloyd(points, k, seed)
     ids: list[str] = []
     assignments: list[np.ndarray] = []
     inertia = 0.0
     for rows in index.iter_rows(ASSIGN_BATCH):
         distances = _squared_distances(rows.vectors.astype(np.float64), centres)
-        nearest = np.argmin(distances, axis=1)
+        # The whole index was the sample: keep Lloyd's answer (every cluster non-empty) as it is.
+        nearest = sampled[len(ids):len(ids) + len(rows)] if size <= sample_rows else np.argmin(distances, axis=1)
         inertia += float(distances[np.arange(len(nearest)), nearest].sum())
         ids += rows.ids
         assignments.append(nearest)
     return Clusters(ids=ids, assignments=np.concatenate(assignments), centroids=centres.astype(np.float32),
                     inertia=inertia, iterations=iterations)
-
 
 def store_clusters(index: SearchIndex, k: int, seed: int = 0) -> Clusters:
     """k-means over the index with each row's cluster id written to the store (visible at commit)."""

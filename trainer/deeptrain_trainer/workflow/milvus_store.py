@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .contract import ENV_MILVUS_DATABASE, ENV_MILVUS_TOKEN, ENV_MILVUS_URI
+from .contract import ENV_MILVUS_DATABASE, ENV_MILVUS_TOKEN, ENV_MILVUS_URI, MILVUS_SCHEME
 from .errors import WorkflowError
 from .index import (
-    MILVUS_SCHEME,
     NO_CLUSTER,
     IndexMeta,
     Metric,

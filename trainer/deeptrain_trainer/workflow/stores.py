@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .contract import MILVUS_SCHEME
 from .embedded_store import INDEX_FILE, EmbeddedIndex, Structure
-from .index import MILVUS_SCHEME, IndexMeta, SearchIndex
+from .index import IndexMeta, SearchIndex
 from .milvus_store import MilvusIndex, collection_name
 
 EMBEDDED = "embedded"
