@@ -48,7 +48,7 @@ IVFPQ_LIMIT = 20_000_000
 HNSW_NEIGHBOURS = 32  # M: links per node; recall vs memory (M * 8 bytes per row)
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
-IVF_PROBES = 48
+IVF_PROBES = 32  # of sqrt(N) lists
 RERANK_FACTOR = 10  # IVF-PQ candidates re-ranked exactly per neighbour asked for
 TRAINING_ROWS_PER_LIST = 64
 READ_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
@@ -86,12 +86,12 @@ def build_ann(vectors: np.ndarray, metric: Metric, structure: Structure) -> fais
         ann = faiss.IndexHNSWFlat(dim, HNSW_NEIGHBOURS, _faiss_metric(metric))
         ann.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     else:
-        lists = max(1, min(int(4 * math.sqrt(size)), size // TRAINING_ROWS_PER_LIST))
+        lists = max(1, min(int(math.sqrt(size)), size // TRAINING_ROWS_PER_LIST))
         quantizer = faiss.IndexFlat(dim, _faiss_metric(metric))
         # 8-bit codes need 256 training rows per sub-quantizer; tiny indexes get smaller codebooks.
         bits = max(1, min(8, int(math.log2(size))))
         ann = faiss.IndexIVFPQ(quantizer, dim, lists, _pq_subquantizers(dim), bits, _faiss_metric(metric))
-        sample = np.random.default_rng(0).choice(size, min(size, lists * 256), replace=False)
+        sample = np.random.default_rng(0).choice(size, min(size, lists * TRAINING_ROWS_PER_LIST), replace=False)
         ann.train(np.ascontiguousarray(vectors[np.sort(sample)]))
     for start in range(0, size, 100_000):
         ann.add(np.ascontiguousarray(vectors[start:start + 100_000]))

@@ -95,6 +95,7 @@ class MilvusIndex(SearchIndex):
         client = client or connect()
         if not client.has_collection(collection):
             raise WorkflowError(f"index {MILVUS_SCHEME}{collection}: no such collection; build it with `deeptrain index`")
+        client.load_collection(collection)  # a collection is searchable only once loaded (again, after a restart)
         properties = client.describe_collection(collection).get("properties") or {}
         meta = IndexMeta.from_description(json.loads(properties.get(META_PROPERTY, "{}")))
         return cls(client, collection, meta)
