@@ -95,3 +95,12 @@ def test_operator_latency_tiny(tmp_path):
     summary = read(output)["summary"]
     assert {line["arm"] for line in summary} == {"ours", "minimal"}
     assert all(line["jobs"] == 5 for line in summary)
+
+
+def test_search_scale_tiny(tmp_path):
+    output = tmp_path / "search_scale.json"
+    run_script("search_scale.py", "--vectors", "2000", "--queries", "10", "--stores", "embedded-exact,embedded-hnsw",
+               "--output", str(output))
+    stores = read(output)["stores"]
+    assert set(stores) == {"embedded-exact", "embedded-hnsw"}
+    assert stores["embedded-exact"]["recall_at_10"] == 1.0 and stores["embedded-hnsw"]["qps"] > 0
