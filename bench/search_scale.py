@@ -8,8 +8,8 @@ searched by cosine with held-out queries from the same distribution. `--index DI
 Per store: build time (rows added, committed), recall@10 against exact search, single-query latency
 p50/p99 and QPS (one thread, one query at a time, as a serving replica answers), and the memory of a
 serving replica: a fresh process that opens the index and answers the queries; what opening and
-querying added to its private memory (USS) and to the file pages it shares with other replicas on
-the node through the page cache (RssFile). The NumPy baseline holds the whole matrix privately.
+querying added to its private (anonymous) memory and to the file pages it maps, which replicas on
+one node share through the page cache (RssAnon and RssFile of /proc/self/status). The NumPy baseline holds the whole matrix privately.
 """
 
 from __future__ import annotations
@@ -101,14 +101,14 @@ def build(store: str, vectors: np.ndarray, workdir: Path) -> tuple[str, float]:
 
 
 REPLICA = """
-import json, sys, time, numpy as np, psutil, faiss, pymilvus
+import json, sys, time, numpy as np, faiss, pymilvus
 from deeptrain_trainer.workflow.stores import open_index
 location, queries_file, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 queries = np.load(queries_file)
 
 def memory():
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith("Rss"))
-    return psutil.Process().memory_full_info().uss / 2**20, int(status["RssFile"].split()[0]) / 1024
+    return int(status["RssAnon"].split()[0]) / 1024, int(status["RssFile"].split()[0]) / 1024
 
 private_before, file_before = memory()
 index = open_index(location)

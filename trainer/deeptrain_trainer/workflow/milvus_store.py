@@ -9,6 +9,8 @@ Collections are named `dt_<workflow>_<generation>`: the generation hashes the em
 versions and the metric (IndexMeta.generation), so a retrained embedder writes a new collection and
 never mixes its vectors with the old model's. The old collection is dropped (`drop_other_generations`)
 only once the new one serves. Rows are keyed by their deterministic id: inserting again replaces.
+Reads are "Session"-consistent: a writer sees its own writes at once, while serving replicas (which
+never write) skip the wait for the newest timestamp that strong consistency costs every query.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class MilvusIndex(SearchIndex):
         index_params.add_index(field_name="source", index_type="INVERTED")
         index_params.add_index(field_name="cluster", index_type="INVERTED")
         self.client.create_collection(self.collection, schema=schema, index_params=index_params,
-                                      consistency_level="Strong")
+                                      consistency_level="Session")
         self.client.alter_collection_properties(self.collection, properties={
             META_PROPERTY: json.dumps(self.meta.describe(), sort_keys=True)})
 
