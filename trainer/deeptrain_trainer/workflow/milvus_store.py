@@ -107,6 +107,7 @@ class MilvusIndex(SearchIndex):
 
     def _create(self, dim: int) -> None:
         from pymilvus import DataType, MilvusClient
+        from pymilvus.exceptions import MilvusException
 
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
@@ -120,8 +121,13 @@ class MilvusIndex(SearchIndex):
                                params=HNSW_PARAMS)
         index_params.add_index(field_name="source", index_type="INVERTED")
         index_params.add_index(field_name="cluster", index_type="INVERTED")
-        self.client.create_collection(self.collection, schema=schema, index_params=index_params,
-                                      consistency_level="Session")
+        try:
+            self.client.create_collection(self.collection, schema=schema, index_params=index_params,
+                                          consistency_level="Session")
+        except MilvusException:
+            if not self._exists():
+                raise
+            return  # another shard created it first: same schema, same generation
         self.client.alter_collection_properties(self.collection, properties={
             META_PROPERTY: json.dumps(self.meta.describe(), sort_keys=True)})
 
