@@ -163,10 +163,6 @@ class EmbeddedIndex(SearchIndex):
     def location(self) -> str:
         return str(self.directory)
 
-    @property
-    def built_structure(self) -> Structure:
-        return self._built
-
     def count(self) -> int:
         return len(self._vectors)
 

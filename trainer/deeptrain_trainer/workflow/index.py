@@ -200,8 +200,3 @@ class SearchIndex(ABC):
         if mine and mine != theirs:
             raise WorkflowError(f"index {self.location} was built with models {mine}, the graph runs {theirs}; "
                                 "build the index again with these models (`deeptrain index`)")
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.meta.describe(), "dim": self.dim, "size": self.count(), "version": self.version,
-                "uri": self.location}
-
