@@ -186,11 +186,15 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, work
                  logger=logger)
 
     # The last built index serves until the next one is built: pods of new models refuse an index of the
-    # old ones (never mixing vectors), so the old pods keep serving until both are new.
+    # old ones (never mixing vectors), so the old pods keep serving until both are new. A replaced
+    # collection is pruned only once every replica runs the current one.
     index = status.get("index") or {}
+    serves_current_index = workflow.spec.serve is None
     if workflow.spec.serve is not None:
         desired = builders.build_deployment(workflow, pinned, settings, index_uri=index.get("uri"),
                                             index_version=index.get("version"))
+        serves_current_index = deployment is not None and condition_status(status, c.SERVING) == "True" and \
+            _pod_annotation(deployment, c.ANNOTATION_MODELS_HASH) == _pod_annotation(desired, c.ANNOTATION_MODELS_HASH)
         await ensure(kube, body, desired, deployment, logger=logger)
         await ensure(kube, body, builders.build_service(workflow),
                      await kube.get_or_none(k.SERVICE, namespace, builders.serve_name(name)), logger=logger)
@@ -216,11 +220,15 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, work
         if retired:
             prune = builders.build_prune_job(workflow, pinned, settings, retired=retired, **options)
             keep.append(prune["metadata"]["name"])
-            if prune_job is None and condition_status(status, c.SERVING) in ("True", None):
+            if prune_job is None and serves_current_index:
                 await ensure(kube, body, prune, None, logger=logger)
     old_jobs = await kube.list(k.JOB, namespace, label_selector={c.LABEL_WORKFLOW_NAME: name,
                                                                   c.LABEL_COMPONENT: c.COMPONENT_INDEX})
     await _delete_owned(kube, body, [job for job in old_jobs if job["metadata"]["name"] not in keep])
+
+
+def _pod_annotation(deployment: Manifest, key: str) -> str | None:
+    return (((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations", {}).get(key)
 
 
 def condition_reason_of(status: Manifest, type_: str) -> str | None:
