@@ -9,7 +9,7 @@ The folder (`index/<workflow>` beside the models in the cluster):
 
 Structures (`structure`, "auto" picks by size): below EXACT_LIMIT rows an exact scan (a few
 milliseconds per query at that size, and always the true neighbours); up to IVFPQ_LIMIT an HNSW
-graph; beyond, IVF-PQ (32 bytes per 256-d vector instead of 1 KiB) whose candidates are re-ranked
+graph; beyond, IVF-PQ (64 bytes per 256-d vector instead of 1 KiB) whose candidates are re-ranked
 exactly from vectors.npy. Readers map vectors.npy and ann.faiss read-only (`IO_FLAG_MMAP_IFC`):
 replicas on one node share those pages through the page cache instead of each holding a copy.
 
@@ -49,7 +49,9 @@ HNSW_NEIGHBOURS = 32  # M: links per node; recall vs memory (M * 8 bytes per row
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 IVF_PROBES = 32  # of sqrt(N) lists
-RERANK_FACTOR = 10  # IVF-PQ candidates re-ranked exactly per neighbour asked for
+# IVF-PQ candidates re-ranked exactly per neighbour asked for: codes blur the small distance differences
+# inside a dense group of similar items, so the true top 10 hide among the code's top few hundred.
+RERANK_FACTOR = 100
 TRAINING_ROWS_PER_LIST = 64
 READ_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 
@@ -72,8 +74,8 @@ def _distances(raw: np.ndarray, metric: Metric) -> np.ndarray:
 
 
 def _pq_subquantizers(dim: int) -> int:
-    """Bytes per vector: one per 8 dimensions, rounded to a divisor of dim (FAISS needs one)."""
-    wanted = max(1, dim // 8)
+    """Bytes per vector: one per 4 dimensions, rounded to a divisor of dim (FAISS needs one)."""
+    wanted = max(1, dim // 4)
     return max(m for m in range(1, wanted + 1) if dim % m == 0)
 
 
