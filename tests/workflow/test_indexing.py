@@ -13,7 +13,6 @@ from PIL import Image
 from deeptrain_trainer import catalog
 from deeptrain_trainer.workflow import commands, indexing
 from deeptrain_trainer.workflow.commands import index_dataset, open_runner, prune_index
-from deeptrain_trainer.workflow.contract import ENV_MILVUS_URI
 from deeptrain_trainer.workflow.errors import WorkflowError
 from deeptrain_trainer.workflow.graph import GraphInput
 from deeptrain_trainer.workflow.indexing import shard_of
@@ -26,10 +25,9 @@ SHARDS = 3
 
 
 @pytest.fixture(params=["embedded", "milvus"])
-def setup(request, untrained_models, tmp_path, monkeypatch):
+def setup(request, untrained_models, tmp_path, monkeypatch, milvus_lite):
     """(write the workflow for an embedder job, models dir, dataset dir); the embedder embeds whole images."""
     monkeypatch.setattr(indexing, "BATCH_SIZE", 1)
-    monkeypatch.setenv(ENV_MILVUS_URI, str(tmp_path / "milvus.db"))
     data = tmp_path / "data"
     for i in range(IMAGES):
         (data / f"c{i % 2}").mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,11 @@ Factory = Callable[..., SearchIndex]
 
 
 @pytest.fixture(params=STORES)
-def make_index(request, tmp_path, monkeypatch) -> Factory:
+def make_index(request, tmp_path) -> Factory:
     def make(metric: Metric = "cosine", models: dict | None = None) -> SearchIndex:
         meta = IndexMeta(metric=metric, embed_node="embed", models=models or {"embed": {"version": "v1"}})
         if request.param == "milvus":
-            monkeypatch.setenv(ENV_MILVUS_URI, str(tmp_path / "milvus.db"))
+            request.getfixturevalue("milvus_lite")
             return MilvusIndex.create(collection_name("shoes", meta), meta)
         return EmbeddedIndex.create(tmp_path / "index", meta, structure=request.param.removeprefix("embedded-"))
 

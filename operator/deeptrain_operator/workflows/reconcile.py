@@ -130,9 +130,11 @@ async def reconcile_workflow(kube: k.KubeClient, settings: Settings, namespace: 
     retired = ((body.get("status") or {}).get("index") or {}).get("retired")
     prune_job = await kube.get_or_none(k.JOB, namespace, builders.prune_job_name(name, retired)) if retired else None
     deployment = await kube.get_or_none(k.DEPLOYMENT, namespace, builders.serve_name(name))
-    observed = WorkflowObserved(jobs=jobs, problems=problems, deployment=deployment, index_job=index_job,
-                                index_pods=index_pods, merge_job=merge_job, merge_pods=merge_pods, prune_job=prune_job,
-                                default_winner=default_winner(workflows), index_uri=index_uri)
+    serve_pods = await kube.list(k.POD, namespace, label_selector=builders.serve_selector(name)) \
+        if deployment is not None else []
+    observed = WorkflowObserved(jobs=jobs, problems=problems, deployment=deployment, serve_pods=serve_pods,
+                                index_job=index_job, index_pods=index_pods, merge_job=merge_job, merge_pods=merge_pods,
+                                prune_job=prune_job, default_winner=default_winner(workflows), index_uri=index_uri)
     status = compute_workflow_status(workflow, observed, now)
     await _record(kube, body, status, now)
 
