@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from .contract import ENV_CONFIG
+from .lifeline import die_with_parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # torchrun starts each rank in a session of its own: without this, a torchrun killed outright
+    # would leave its ranks training on (SIGTERM makes them checkpoint and exit).
+    die_with_parent(signal.SIGTERM)
     from .engine import run_from_config_file
 
     return run_from_config_file(args.config)

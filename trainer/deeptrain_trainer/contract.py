@@ -24,6 +24,7 @@ ENV_JOB_NAME = "DEEPTRAIN_JOB_NAME"
 ENV_JOB_NAMESPACE = "DEEPTRAIN_JOB_NAMESPACE"
 ENV_API_SERVER = "DEEPTRAIN_API_SERVER"  # override of the in-cluster API server URL (tests)
 ENV_TERMINATION_LOG = "DEEPTRAIN_TERMINATION_LOG"
+ENV_LAUNCHER_PID = "DEEPTRAIN_LAUNCHER_PID"  # `deeptrain run`'s pid: torchrun ends when that process does
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096  # bytes kubelet keeps of a termination message
 

@@ -18,6 +18,7 @@ from .common import API_VERSION
 from .crdgen import schema_for
 from .job import DeepTrainingJob
 from .workflow import Workflow
+from .yaml_safety import UnsafeYamlError, load_documents, non_finite_number, read_manifest_text
 
 ApiObject = DeepTrainingJob | Workflow
 MODELS: dict[str, type[BaseModel]] = {DeepTrainingJob.__name__: DeepTrainingJob, Workflow.__name__: Workflow}
@@ -91,7 +92,9 @@ def admit(document: Any, *, index: int | None = None) -> ApiObject:
 def load_objects(path: str | Path) -> list[ApiObject]:
     """Every object of a YAML file (one or more documents), each admitted; ManifestError on the first problem."""
     try:
-        documents = [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc is not None]
+        documents = load_documents(read_manifest_text(Path(path)))
+    except UnsafeYamlError as error:
+        raise ManifestError("(yaml)", str(error)) from None
     except yaml.YAMLError as error:
         raise ManifestError("(yaml)", f"{' '.join(str(error).split())}; fix the YAML syntax") from None
     except OSError as error:
@@ -99,6 +102,10 @@ def load_objects(path: str | Path) -> list[ApiObject]:
     if not documents:
         raise ManifestError("(file)", "holds no objects; write a DeepTrainingJob or Workflow manifest")
     numbered = len(documents) > 1
+    for i, document in enumerate(documents):
+        found = non_finite_number(document)
+        if found is not None:
+            raise ManifestError(found[0], f"{found[1]}; give a finite number", document=i + 1 if numbered else None)
     return [admit(doc, index=i + 1 if numbered else None) for i, doc in enumerate(documents)]
 
 
