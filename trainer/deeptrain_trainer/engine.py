@@ -41,10 +41,12 @@ from .artifacts import (
 from .checkpoint import (
     capture_rng_state,
     config_hash,
+    dataset_fingerprint,
     load_checkpoint,
     restore_rng_state,
     run_hash,
     save_checkpoint,
+    why_not_resume,
 )
 from .contract import (
     CHECKPOINT_DIR,
@@ -171,9 +173,13 @@ class Trainer:
         self.output.pull(CHECKPOINT_DIR)
         checkpoint = load_checkpoint(self.output.path(CHECKPOINT_DIR))
         self.run = run_hash(self.config.model_dump_json())
-        if checkpoint is not None and checkpoint.get("run_hash") != self.run:
-            log.info("the checkpoint in %s belongs to an earlier run with another config; starting a new run",
-                     self.output.path(CHECKPOINT_DIR))
+        # Every rank must take the same decision, so rank 0's listing is the one compared.
+        self.data_fingerprint = broadcast_from_main(self.ctx, dataset_fingerprint(
+            [uri for uri in (self.config.dataset.uri, self.config.dataset.validation_uri) if uri])
+            if self.ctx.is_main else None)
+        new_run_reason = why_not_resume(checkpoint, self.run, self.data_fingerprint) if checkpoint else None
+        if new_run_reason:
+            log.warning("not resuming from %s: %s; starting a new run", self.output.path(CHECKPOINT_DIR), new_run_reason)
             checkpoint = None
         self.identity = config_hash(self.config.modelType, self.config.template,
                                     self.config.templateScale.model_dump(), self.concepts)
@@ -203,7 +209,9 @@ class Trainer:
         self.num_epochs = int(self.hp["num_epochs"]) if self.trains_by_gradient else 1
         self.lineage = {"uri": self.config.dataset.uri, "format": self.config.dataset.format,
                         "train": len(splits.train), "validation": len(splits.validation),
-                        "skipped": splits.image_stats.skipped}
+                        "skipped": splits.image_stats.skipped, "fingerprint": self.data_fingerprint}
+        if new_run_reason:
+            self.lineage["newRunReason"] = new_run_reason
 
         self.optimizer = build_optimizer(self.model, self.hp, self.task.optimizer) if self.trains_by_gradient else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
@@ -452,6 +460,7 @@ class Trainer:
             state = {
                 "config_hash": self.identity,
                 "run_hash": self.run,
+                "dataset_fingerprint": self.data_fingerprint,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "scaler": self.scaler.state_dict(),
