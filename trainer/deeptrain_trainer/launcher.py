@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -76,6 +77,7 @@ class StopSignals:
         self.console = console
         self.signum = 0
         self.count = 0
+        self.stopped_at: float | None = None
         self.process: subprocess.Popen | None = None
         self._previous: dict[int, object] = {}
 
@@ -91,6 +93,8 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         self.signum = self.signum or signum
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
         if self.process is None or self.process.poll() is not None:
             return
         if self.count == 1:
@@ -104,22 +108,25 @@ class StopSignals:
         """The exit code of `process`; kills its tree when it outlives a stop request by STOP_GRACE_SECONDS."""
         self.process = process
         tree: list[int] = []
+        killed = False
         while True:
             try:
-                code = process.wait(timeout=STOP_GRACE_SECONDS if self.signum else 1.0)
+                code = process.wait(timeout=1.0)
                 break
             except subprocess.TimeoutExpired:
-                if self.signum:
-                    _say(self.console, f"the training processes did not stop within {STOP_GRACE_SECONDS} s; killing them")
-                    kill_tree(process_tree(process.pid))
-                else:
+                if self.stopped_at is None:
                     tree = process_tree(process.pid)  # the ranks, to find them once torchrun is gone
+                elif not killed and time.monotonic() - self.stopped_at > STOP_GRACE_SECONDS:
+                    _say(self.console, f"the training processes did not stop within {STOP_GRACE_SECONDS} s; "
+                                       "killing them")
+                    kill_tree(process_tree(process.pid))
+                    killed = True
         # Anything of the tree still alive (torchrun was killed before it could stop its ranks) goes too.
-        kill_tree([pid for pid in tree[1:] if _is_our_child_process(pid, tree)])
+        kill_tree([pid for pid in tree[1:] if _is_our_child_process(pid)])
         return 128 + self.signum if self.signum else code
 
 
-def _is_our_child_process(pid: int, tree: list[int]) -> bool:
+def _is_our_child_process(pid: int) -> bool:
     # Pids are reused: only a process still running our trainer (same command line) is one of ours.
     try:
         return b"deeptrain_trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -171,18 +178,23 @@ def run_local(config: TrainerConfig, nproc: int | None) -> int:
         interrupted = stop.signum or (message is not None and message.reason == "Interrupted")
         if interrupted:
             _say(console, f"interrupted; checkpoint kept in {output.path('checkpoints')}: run again to resume")
-        elif message is not None and message.exitCode:
-            console.print(f"training failed: {message.reason}: {message.message}", style="red", soft_wrap=True,
-                          markup=False)
+            if stop.signum:
+                return 128 + stop.signum
         else:
-            console.print(f"training failed (exit code {exit_code}) without a message from the trainer",
-                          style="red", markup=False)
-        console.print(f"torchrun's log (with its traceback): {log_path}", soft_wrap=True, markup=False)
-        if stop.signum:
-            return 128 + stop.signum
+            print_failure(console, message, exit_code, log_path)
         return message.exitCode if message is not None and message.exitCode else exit_code
     _print_summary(console, output, message)
     return 0
+
+
+def print_failure(console: Console, message: TerminationMessage | None, exit_code: int, log_path: Path) -> None:
+    """The trainer's one line (never read as markup: fixes name things like "[x, y, width, height]")."""
+    if message is not None and message.exitCode:
+        line = f"training failed: {message.reason}: {message.message}"
+    else:
+        line = f"training failed (exit code {exit_code}) without a message from the trainer"
+    console.print(line, style="red", soft_wrap=True, markup=False)
+    console.print(f"torchrun's log (with its traceback): {log_path}", soft_wrap=True, markup=False)
 
 
 def _print_summary(console: Console, output: OutputDir, message: TerminationMessage | None) -> None:

@@ -22,12 +22,11 @@ def main(argv: list[str]) -> int:
     log_path, torchrun_args = argv[0], argv[1:]
     launcher = os.environ.get(ENV_LAUNCHER_PID)
     die_with_parent(signal.SIGTERM, expected_parent=int(launcher) if launcher else None)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        handlers=[logging.FileHandler(log_path)], force=True)
-    logging.captureWarnings(True)
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun_main
+
+    _log_to_file(log_path)
 
     try:
         torchrun_main(torchrun_args)
@@ -38,6 +37,21 @@ def main(argv: list[str]) -> int:
                 log.write(error.format_msg() + "\n")
         return 128 + int(error.sigval) if isinstance(error, SignalException) else 1
     return 0
+
+
+def _log_to_file(log_path: str) -> None:
+    """Root logging, warnings and torch's own stderr handlers (its loggers do not propagate) into the file."""
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        for old in [h for h in logger.handlers if isinstance(h, logging.StreamHandler)
+                    and getattr(h, "stream", None) is sys.stderr]:
+            logger.removeHandler(old)
+            logger.addHandler(handler)
 
 
 if __name__ == "__main__":
