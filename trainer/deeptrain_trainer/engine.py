@@ -71,6 +71,7 @@ from .distributed import (
     shutdown_distributed,
 )
 from .errors import ConfigError, Interrupted, termination_for
+from .memory import check_memory, estimate_training_memory
 from .optim import build_optimizer, learning_rates_by_role, per_rank_batch_size, set_epoch_learning_rate
 from .plots import plot_training_curves
 from .reporting import Reporter, make_reporter, progress_payload, utc_now, write_termination_message
@@ -202,6 +203,12 @@ class Trainer:
             self._load_base_model(self.config.baseModelUri)
 
         self.per_rank_batch = per_rank_batch_size(int(self.hp["batch_size"]), self.ctx.world_size)
+        if self.trains_by_gradient and self.task.input_kind == "image":
+            estimate = estimate_training_memory(self.model, image_size=int(self.spec.image_size or 0),
+                                                per_rank_batch=self.per_rank_batch, optimizer=self.task.optimizer,
+                                                device=self.ctx.device)
+            check_memory(estimate, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), device=self.ctx.device,
+                         announce=self.ctx.local_rank == 0)
         self.train_set = self._dataset(splits.train, train=True)
         self.validation_set = self._dataset(splits.validation, train=False)
         items_per_epoch = int(self.hp.get("num_items_per_epoch", 0)) or len(splits.train)
