@@ -39,7 +39,8 @@ class ManifestError(ValueError):
             text = f"document {document}: {text}"
         if more:
             text += f" (and {more} more problem{'s' if more > 1 else ''})"
-        super().__init__(text)
+        # Keys and values quoted from the manifest may hold line breaks; the answer stays one line.
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
     @classmethod
     def from_field_errors(cls, errors: list[structural.FieldError], document: int | None) -> ManifestError:
@@ -61,7 +62,7 @@ def admit(document: Any, *, index: int | None = None) -> ApiObject:
         raise ManifestError("(document)", "is not a mapping; write a Kubernetes object with apiVersion, kind, "
                                           "metadata and spec", document=index)
     kind = document.get("kind")
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         raise ManifestError("kind", f"{kind!r} is not a deeptrain kind; use one of: {', '.join(MODELS)}",
                             document=index)
     if document.get("apiVersion") != API_VERSION:
