@@ -16,8 +16,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m deeptrain_trainer",
         description="Train one deeptrain model. Normally started by torchrun (one process per device); "
                     "reads the trainer config (job.json) and writes the model, checkpoints, metrics and "
-                    "plots under its outputUri. Resumes from the checkpoint there when one exists.",
+                    "plots under its outputUri. Resumes from the checkpoint there when it is of the same "
+                    "config and dataset.",
         epilog=f"Exit codes: 0 trained; 10 invalid config; 11 invalid dataset; 12 output not writable; "
+               "13 not enough memory for the estimate (in a cluster pod); "
                f"130/143 interrupted (checkpoint written); 1 other errors (retried). "
                f"Env: {ENV_CONFIG} (config path), DEEPTRAIN_REPORT (console | kubernetes | none), "
                f"DEEPTRAIN_TERMINATION_LOG.",
