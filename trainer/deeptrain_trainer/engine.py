@@ -124,7 +124,7 @@ def run_from_config_file(path: str) -> int:
             log.warning("%s", error)
         elif message.exitCode == 1:
             log.exception("training failed")
-        else:
+        elif int(os.environ.get("LOCAL_RANK", "0")) == 0:  # every rank fails alike: one line per machine
             log.error("%s: %s", message.reason, message.message)
         write_termination_message(message, overwrite=False)
         return message.exitCode
@@ -180,7 +180,9 @@ class Trainer:
             if self.ctx.is_main else None)
         new_run_reason = why_not_resume(checkpoint, self.run, self.data_fingerprint) if checkpoint else None
         if new_run_reason:
-            log.warning("not resuming from %s: %s; starting a new run", self.output.path(CHECKPOINT_DIR), new_run_reason)
+            if self.ctx.is_main:
+                log.warning("not resuming from %s: %s; starting a new run", self.output.path(CHECKPOINT_DIR),
+                            new_run_reason)
             checkpoint = None
         self.identity = config_hash(self.config.modelType, self.config.template,
                                     self.config.templateScale.model_dump(), self.concepts)
