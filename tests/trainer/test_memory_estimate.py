@@ -61,3 +61,18 @@ def test_over_the_container_limit_in_a_cluster_fails_permanently_with_a_reason(m
     assert (message.reason, message.exitCode, message.permanent) == ("InsufficientMemory",
                                                                      ExitCode.INSUFFICIENT_MEMORY, True)
     check_memory(MemoryEstimate(1, 1, 1, GIB), processes=1, device=CPU, in_cluster=True)  # fits: no error
+
+
+def test_the_operator_fails_the_job_with_reason_insufficient_memory():
+    from deeptrain_operator import constants
+    from deeptrain_operator.status import classify_pod_failure
+
+    message = termination_for(InsufficientMemory("training needs about 40.0 GiB ..., more than the container's "
+                                                 "memory limit of 8.0 GiB; lower batch_size or image_size"))
+    pod = {"metadata": {"name": "big-1-0"},
+           "status": {"phase": "Failed", "containerStatuses": [{
+               "name": constants.TRAINER_CONTAINER,
+               "state": {"terminated": {"exitCode": 13, "message": message.to_json()}}}]}}
+    failure = classify_pod_failure(pod)
+    assert failure is not None and failure.permanent
+    assert failure.reason == "InsufficientMemory" and "memory limit of 8.0 GiB" in failure.message
