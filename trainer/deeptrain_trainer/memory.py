@@ -4,7 +4,7 @@ estimate = parameters + gradients + optimizer state + activations kept for the b
 The activation term is measured, not guessed: one forward pass of a small probe batch records the
 bytes autograd saves, then it is scaled by pixels (image_size^2) and by the per-process batch,
 which is how convolutional activations grow. Every saved tensor is counted as if all were alive at
-once, so the estimate errs high (1.3x to 1.7x the measured peak of a ResNext at 256 to 512 px).
+once, so the estimate errs high (1.3x to 1.9x the measured peak, bench/memory_estimate.py).
 Compared against the container's memory limit (the
 cgroup limit Kubernetes sets from spec.resources) or, without one, the machine's memory; a GPU
 process is compared against its device's memory instead.
