@@ -95,4 +95,3 @@ def test_operator_latency_tiny(tmp_path):
     summary = read(output)["summary"]
     assert {line["arm"] for line in summary} == {"ours", "minimal"}
     assert all(line["jobs"] == 5 for line in summary)
-
