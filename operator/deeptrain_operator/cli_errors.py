@@ -30,6 +30,12 @@ _INPUT_ERRORS = (
 )
 
 
+# The parser's own errors and exits, which it reports itself (exit 2 for usage): typer's bundled copy
+# of click in newer releases, click itself in older ones.
+_PARSER_OUTCOMES = (typer.Exit, typer.Abort, click.ClickException, click.exceptions.Exit, click.exceptions.Abort,
+                    getattr(typer, "TyperException", click.ClickException))
+
+
 class InputError(Exception):
     """Refused input the command names itself; str() is the whole line."""
 
@@ -60,7 +66,7 @@ class OneLineErrors(TyperGroup):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _PARSER_OUTCOMES:
             raise
         except Exception as error:
             if ctx.params.get("debug"):

@@ -172,6 +172,13 @@ def test_workflow_commands_with_a_missing_manifest(tmp_path):
         assert one_error_line(result).startswith("error:")
 
 
+def test_usage_errors_are_the_parsers_with_exit_code_2():
+    for args in (["no-such-command"], ["predict"], ["validate", "--no-such-option", "x.yaml"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "unexpected" not in result.output
+
+
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch):
     import deeptrain_operator.reference as reference
 
