@@ -40,6 +40,41 @@ def run_hash(config_json: str) -> str:
     return hashlib.sha256(config_json.encode()).hexdigest()
 
 
+# What an object store or file system reports cheaply per file that changes when the content does.
+_VERSION_KEYS = ("ETag", "etag", "md5Hash", "mtime", "LastModified", "last_modified", "updated", "created")
+
+
+def dataset_fingerprint(uris: list[str]) -> str:
+    """A hash of the listing of the dataset's files (relative path, size, mtime or etag): no file is read.
+
+    Adding, removing, replacing or editing a file changes it; a listing is one call per folder tree
+    (`find`), cheap for object stores too.
+    """
+    from .data.uris import filesystem
+
+    listing = []
+    for uri in uris:
+        fs, root = filesystem(uri)
+        entries = fs.find(root, detail=True, withdirs=False) if fs.isdir(root) else {root: fs.info(root)}
+        for name, info in sorted(entries.items()):
+            version = next((str(info[key]) for key in _VERSION_KEYS if info.get(key) is not None), "")
+            listing.append([uri, name[len(root):], info.get("size"), version])
+    return "sha256:" + hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def why_not_resume(checkpoint: Mapping[str, Any], run: str, fingerprint: str) -> str | None:
+    """None when `checkpoint` continues this run on this data; else why a new run starts instead."""
+    if checkpoint.get("run_hash") != run:
+        return "the checkpoint belongs to an earlier run with another config"
+    recorded = checkpoint.get("dataset_fingerprint")
+    if recorded is None:
+        return "the checkpoint does not record which data it was trained on (written by an older trainer)"
+    if recorded != fingerprint:
+        return (f"the dataset changed since the checkpoint was written (files added, removed or modified: "
+                f"fingerprint {fingerprint[:19]}, was {recorded[:19]})")
+    return None
+
+
 def capture_rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {
         "python": random.getstate(),

@@ -41,10 +41,12 @@ from .artifacts import (
 from .checkpoint import (
     capture_rng_state,
     config_hash,
+    dataset_fingerprint,
     load_checkpoint,
     restore_rng_state,
     run_hash,
     save_checkpoint,
+    why_not_resume,
 )
 from .contract import (
     CHECKPOINT_DIR,
@@ -69,6 +71,7 @@ from .distributed import (
     shutdown_distributed,
 )
 from .errors import ConfigError, Interrupted, termination_for
+from .memory import check_memory, estimate_training_memory
 from .optim import build_optimizer, learning_rates_by_role, per_rank_batch_size, set_epoch_learning_rate
 from .plots import plot_training_curves
 from .reporting import Reporter, make_reporter, progress_payload, utc_now, write_termination_message
@@ -121,7 +124,7 @@ def run_from_config_file(path: str) -> int:
             log.warning("%s", error)
         elif message.exitCode == 1:
             log.exception("training failed")
-        else:
+        elif int(os.environ.get("LOCAL_RANK", "0")) == 0:  # every rank fails alike: one line per machine
             log.error("%s: %s", message.reason, message.message)
         write_termination_message(message, overwrite=False)
         return message.exitCode
@@ -171,9 +174,15 @@ class Trainer:
         self.output.pull(CHECKPOINT_DIR)
         checkpoint = load_checkpoint(self.output.path(CHECKPOINT_DIR))
         self.run = run_hash(self.config.model_dump_json())
-        if checkpoint is not None and checkpoint.get("run_hash") != self.run:
-            log.info("the checkpoint in %s belongs to an earlier run with another config; starting a new run",
-                     self.output.path(CHECKPOINT_DIR))
+        # Every rank must take the same decision, so rank 0's listing is the one compared.
+        self.data_fingerprint = broadcast_from_main(self.ctx, dataset_fingerprint(
+            [uri for uri in (self.config.dataset.uri, self.config.dataset.validation_uri) if uri])
+            if self.ctx.is_main else None)
+        new_run_reason = why_not_resume(checkpoint, self.run, self.data_fingerprint) if checkpoint else None
+        if new_run_reason:
+            if self.ctx.is_main:
+                log.warning("not resuming from %s: %s; starting a new run", self.output.path(CHECKPOINT_DIR),
+                            new_run_reason)
             checkpoint = None
         self.identity = config_hash(self.config.modelType, self.config.template,
                                     self.config.templateScale.model_dump(), self.concepts)
@@ -196,6 +205,12 @@ class Trainer:
             self._load_base_model(self.config.baseModelUri)
 
         self.per_rank_batch = per_rank_batch_size(int(self.hp["batch_size"]), self.ctx.world_size)
+        if self.trains_by_gradient and self.task.input_kind == "image":
+            estimate = estimate_training_memory(self.model, image_size=int(self.spec.image_size or 0),
+                                                per_rank_batch=self.per_rank_batch, optimizer=self.task.optimizer,
+                                                device=self.ctx.device)
+            check_memory(estimate, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), device=self.ctx.device,
+                         announce=self.ctx.local_rank == 0)
         self.train_set = self._dataset(splits.train, train=True)
         self.validation_set = self._dataset(splits.validation, train=False)
         items_per_epoch = int(self.hp.get("num_items_per_epoch", 0)) or len(splits.train)
@@ -203,7 +218,9 @@ class Trainer:
         self.num_epochs = int(self.hp["num_epochs"]) if self.trains_by_gradient else 1
         self.lineage = {"uri": self.config.dataset.uri, "format": self.config.dataset.format,
                         "train": len(splits.train), "validation": len(splits.validation),
-                        "skipped": splits.image_stats.skipped}
+                        "skipped": splits.image_stats.skipped, "fingerprint": self.data_fingerprint}
+        if new_run_reason:
+            self.lineage["newRunReason"] = new_run_reason
 
         self.optimizer = build_optimizer(self.model, self.hp, self.task.optimizer) if self.trains_by_gradient else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
@@ -452,6 +469,7 @@ class Trainer:
             state = {
                 "config_hash": self.identity,
                 "run_hash": self.run,
+                "dataset_fingerprint": self.data_fingerprint,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "scaler": self.scaler.state_dict(),

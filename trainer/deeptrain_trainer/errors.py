@@ -32,6 +32,13 @@ class OutputError(TrainerError):
     reason = PERMANENT_FAILURE_REASONS[ExitCode.OUTPUT_ERROR]
 
 
+class InsufficientMemory(TrainerError):
+    """The estimated training memory exceeds the container's limit: it would be OOM-killed, again and again."""
+
+    exit_code = ExitCode.INSUFFICIENT_MEMORY
+    reason = PERMANENT_FAILURE_REASONS[ExitCode.INSUFFICIENT_MEMORY]
+
+
 class Interrupted(Exception):
     """SIGTERM/SIGINT arrived; the checkpoint is written and the process exits 128 + signal."""
 
