@@ -48,6 +48,7 @@ class ExitCode(enum.IntEnum):
     INVALID_CONFIG = 10
     INVALID_DATASET = 11
     OUTPUT_ERROR = 12
+    NON_FINITE_LOSS = 13
 
 
 # Condition reason the operator reports for each permanent exit code.
@@ -55,6 +56,7 @@ PERMANENT_FAILURE_REASONS: dict[int, str] = {
     ExitCode.INVALID_CONFIG: "InvalidConfig",
     ExitCode.INVALID_DATASET: "InvalidDataset",
     ExitCode.OUTPUT_ERROR: "OutputError",
+    ExitCode.NON_FINITE_LOSS: "NonFiniteLoss",
 }
 
 

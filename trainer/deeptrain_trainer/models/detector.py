@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import process_count, summed_over_processes
+
 POSITIVE_IOU = 0.5
 NEGATIVE_IOU = 0.4
 FOCAL_ALPHA = 0.25
@@ -155,7 +157,8 @@ class ImageDetector(nn.Module):
       "box_deltas" [B, N, 4], or [B, N, num_classes, 4] with use_perclass_regression,
       "anchors" [N, 4] xyxy pixels, "image_size" (H, W).
     loss(outputs, targets): targets = list (per image) of {"boxes": FloatTensor [M, 4] xyxy pixels,
-      "labels": LongTensor [M] in [0, num_classes)}; focal loss + smooth-L1, both divided by the positives.
+      "labels": LongTensor [M] in [0, num_classes)}; focal loss + smooth-L1, both divided by the positives
+      (the mean number per process over the whole global batch when several processes train).
     predict(outputs, score_threshold=None, max_detections=100, nms_iou=0.5) -> list (per image) of
       {"boxes" [K, 4] xyxy pixels, "scores" [K], "labels" [K]} sorted by score; threshold None = the
       constructor's `score_threshold` (the job's detection_score_threshold).
@@ -274,7 +277,10 @@ class ImageDetector(nn.Module):
             regression_targets = encode_boxes(anchors[positive], boxes[assignment[positive]])
             box_losses.append(F.smooth_l1_loss(deltas, regression_targets, beta=SMOOTH_L1_BETA, reduction="sum"))
             num_positive += int(positive.sum())
-        normaliser = max(1, num_positive)
+        # Global-batch semantics: divide by the positives of every process's images, so the gradient DDP
+        # averages is that of one big batch (per-process counts would weigh images unevenly).
+        positives = torch.tensor(float(num_positive), device=anchors.device)
+        normaliser = (summed_over_processes(positives) / process_count()).clamp(min=1.0)
         class_loss = torch.stack(class_losses).sum() / normaliser
         box_loss = torch.stack(box_losses).sum() / normaliser
         loss = class_loss + box_loss
