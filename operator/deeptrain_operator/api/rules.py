@@ -89,7 +89,9 @@ def batch_divides_over_processes() -> Rule:
     workers = "(has(self.workers) ? self.workers : 1)"
     processes = f"({workers} * self.nprocPerNode)"
     return {
-        "rule": f"!has(self.nprocPerNode) || type(self.nprocPerNode) != int || {batch} % {processes} == 0",
+        # Invalid counts (< 1) are their own fields' errors, not this rule's.
+        "rule": f"!has(self.nprocPerNode) || type(self.nprocPerNode) != int || self.nprocPerNode < 1"
+                f" || {workers} < 1 || {batch} % {processes} == 0",
         "messageExpression": (
             f"'spec.hyperparameters.batch_size ' + string({batch}) + ' (the global batch) must be a multiple of the '"
             f" + string({processes}) + ' training processes (workers x nprocPerNode); change batch_size, workers"
