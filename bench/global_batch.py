@@ -41,14 +41,16 @@ class Case:
     template: str
     dataset: str  # an example dataset of `deeptrain data make`
     metric: str
+    items: int  # of the example dataset, so that a run takes a few minutes on 2 CPU cores
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
 CASES = {
-    "classifier": Case("classifier", "visual-classifier", "ResNext", "digits", "accuracy",
-                       {"batch_size": 32, "image_size": 32, "lrate": 0.05}),
-    "segmenter": Case("segmenter", "visual-segmenter", "ResNext", "digits-segmentation", "mean_iou",
-                      {"batch_size": 8, "image_size": 64, "lrate": 0.02}),
+    # The settings of examples/visual-classifier.yaml and examples/visual-segmenter.yaml.
+    "classifier": Case("classifier", "visual-classifier", "ResNext", "digits", "accuracy", 600,
+                       {"batch_size": 32, "image_size": 32, "lrate": 0.05, "average_horizontal_flips": False}),
+    "segmenter": Case("segmenter", "visual-segmenter", "ResNext", "digits-segmentation", "mean_iou", 240,
+                      {"batch_size": 16, "image_size": 64, "lrate": 0.05}),
 }
 
 
@@ -90,8 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser, default_rounds=3)
     parser.add_argument("--models", default=",".join(CASES), help=f"comma-separated, of {', '.join(CASES)}")
-    parser.add_argument("--epochs", type=int, default=6, help="epochs per run (default 6)")
-    parser.add_argument("--limit", type=int, default=500, help="items of each example dataset (default 500)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per run (default 8)")
+    parser.add_argument("--limit", type=int, default=None, help="items of every example dataset (default: per model)")
     args = parser.parse_args()
     pin_threads()
 
@@ -99,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="global-batch-") as workdir:
         for name in args.models.split(","):
             case = CASES[name]
-            data, data_format = dataset(case.dataset, args.limit)
+            data, data_format = dataset(case.dataset, args.limit or case.items)
 
             def arm(nproc: int, case: Case = case, data: Path = data, data_format: str = data_format):
                 return lambda seed: train(case, data, data_format, nproc, epochs=args.epochs, seed=seed,
