@@ -84,9 +84,11 @@ def _match_image(prediction: dict[str, np.ndarray], truth: dict[str, np.ndarray]
     ious = box_iou(boxes, truth_boxes, crowd)  # [D, G]
     matched = np.zeros((len(thresholds), len(scores)), dtype=bool)
     ignored = np.zeros_like(matched)
+    # Only detections overlapping some box enough for the lowest threshold can match at all.
+    candidates = np.flatnonzero(ious.max(axis=1) >= thresholds.min()) if len(truth_boxes) else []
     for t, threshold in enumerate(thresholds):
         taken = np.zeros(len(truth_boxes), dtype=bool)
-        for d in range(len(scores)):
+        for d in candidates:
             best, best_iou = -1, min(threshold, 1 - 1e-10)
             for g in range(len(truth_boxes)):
                 if taken[g] and not crowd[g]:
