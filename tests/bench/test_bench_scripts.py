@@ -105,3 +105,11 @@ def test_operator_latency_tiny(tmp_path):
     summary = read(output)["summary"]
     assert {line["arm"] for line in summary} == {"ours", "minimal"}
     assert all(line["jobs"] == 5 for line in summary)
+
+
+def test_serve_load_tiny(tmp_path):
+    output = tmp_path / "serve_load.json"
+    run_script("serve_load.py", "--requests", "10", "--clients", "4", "--big-side", "1200", "--output", str(output))
+    document = read(output)
+    assert document["codes"] == {"eight-big 200": 1, "one-big 200": 1, "small 200": 8}
+    assert document["server_errors"] == 0 and document["idle_rss"] < document["peak_rss"] < document["rss_bound"]
