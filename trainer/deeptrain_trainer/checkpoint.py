@@ -4,6 +4,11 @@
 the current `last.pt` becomes `prev.pt`, and the temporary file is renamed over `last.pt`. Loading
 takes `last.pt` and falls back to `prev.pt` when `last.pt` is missing or unreadable, so a crash
 between any two of these steps still leaves a complete checkpoint.
+
+Besides the model and optimizer, a checkpoint holds one `ResumeState` per process: where the run
+stands and everything of that process that the next steps depend on (its random streams, its share
+of the epoch's running loss, its own BatchNorm statistics mid-epoch). Restoring all of it is what
+makes a resumed run bit-identical to one that was never interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +79,49 @@ def why_not_resume(checkpoint: Mapping[str, Any], run: str, fingerprint: str) ->
         return (f"the dataset changed since the checkpoint was written (files added, removed or modified: "
                 f"fingerprint {fingerprint[:19]}, was {recorded[:19]})")
     return None
+
+
+@dataclass
+class ResumeState:
+    """Where the run stands, as one process sees it (the position fields are the same on every rank)."""
+
+    epoch: int = 0  # the epoch under way (0-based); num_epochs once training is done
+    step_in_epoch: int = 0  # optimizer steps already taken in `epoch`
+    global_step: int = 0
+    last_eval: dict[str, float] | None = None
+    # This process's losses of the epoch so far: the epoch's logged mean covers all of its steps.
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    non_finite_steps: int = 0  # steps of the epoch skipped for a non-finite gradient
+    non_finite_in_a_row: int = 0
+    # Filled by `capture`: the process's random generators and floating-point buffers. Ranks keep
+    # their own BatchNorm statistics between epoch ends, so rank 0's model alone does not carry them.
+    rng: dict[str, Any] = field(default_factory=dict)
+    buffers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def start_epoch(self) -> None:
+        self.loss_sum, self.loss_count, self.non_finite_steps = 0.0, 0, 0
+
+    def capture(self, model: torch.nn.Module) -> dict[str, Any]:
+        """This state with the process's generators and buffers, ready to save."""
+        buffers = {name: buffer.detach().cpu().clone() for name, buffer in model.named_buffers()
+                   if buffer.is_floating_point()}
+        return asdict(self) | {"rng": capture_rng_state(), "buffers": buffers}
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> ResumeState:
+        return cls(**saved)
+
+    def restore_process_state(self, model: torch.nn.Module) -> None:
+        """Put this process's generators and buffers back (call it last before the next step:
+        anything drawing random numbers in between would shift every later draw)."""
+        if self.rng:
+            restore_rng_state(self.rng)
+        named = dict(model.named_buffers())
+        with torch.no_grad():
+            for name, value in self.buffers.items():
+                named[name].copy_(value)
+        self.rng, self.buffers = {}, {}
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -50,6 +50,7 @@ class ExitCode(enum.IntEnum):
     INVALID_DATASET = 11
     OUTPUT_ERROR = 12
     INSUFFICIENT_MEMORY = 13
+    NON_FINITE_LOSS = 14
 
 
 # Condition reason the operator reports for each permanent exit code.
@@ -58,6 +59,7 @@ PERMANENT_FAILURE_REASONS: dict[int, str] = {
     ExitCode.INVALID_DATASET: "InvalidDataset",
     ExitCode.OUTPUT_ERROR: "OutputError",
     ExitCode.INSUFFICIENT_MEMORY: "InsufficientMemory",
+    ExitCode.NON_FINITE_LOSS: "NonFiniteLoss",
 }
 
 

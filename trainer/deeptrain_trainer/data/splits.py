@@ -57,9 +57,11 @@ def restrict_to_concepts(records: Sequence[Record], concepts: Collection[str] | 
         record = replace(record, concepts=[c for c in record.concepts if c in allowed],
                          negative_concepts=[c for c in record.negative_concepts if c in allowed])
         if isinstance(record, ImageRecord):
-            boxes = [(box, c) for box, c in zip(record.boxes, record.box_concepts, strict=True) if c in allowed]
+            boxes = [(box, c, crowd) for box, c, crowd in zip(record.boxes, record.box_concepts, record.crowd_flags,
+                                                             strict=True) if c in allowed]
             masks = [(mask, c) for mask, c in zip(record.masks, record.mask_concepts, strict=True) if c in allowed]
-            record = replace(record, boxes=[b for b, _ in boxes], box_concepts=[c for _, c in boxes],
+            record = replace(record, boxes=[b for b, _, _ in boxes], box_concepts=[c for _, c, _ in boxes],
+                             box_crowd=[crowd for _, _, crowd in boxes] if record.box_crowd else [],
                              masks=[m for m, _ in masks], mask_concepts=[c for _, c in masks])
             if model_type in (catalog.VISUAL_DETECTOR, catalog.VISUAL_SEGMENTER):
                 kept.append(record)
