@@ -1,7 +1,8 @@
 """`deeptrain`: the command line. Each command is a thin shell over a module that does the work.
 
 Torch is imported only by the commands that train or predict, so the operator image (no torch) can
-still run `deeptrain crds` and `deeptrain validate`.
+still run `deeptrain crds` and `deeptrain validate`. Every failure ends as one line on stderr and an
+exit code from `cli_errors` (README, "Exit codes"); `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ from pathlib import Path
 
 import typer
 
+from .cli_errors import EXIT_INPUT, InputError, OneLineErrors
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="deeptrain: typed deep training on Kubernetes, and the same trainer on this machine.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show the traceback of a failure instead of one line.")) -> None:
+    """deeptrain: typed deep training on Kubernetes, and the same trainer on this machine."""
 data_app = typer.Typer(help="Example datasets built from images and text that ship inside installed packages.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -54,7 +63,7 @@ def validate(files: list[Path] = typer.Argument(..., help="Manifests (YAML, one 
             continue
         for obj in objects:
             typer.echo(f"{path}: {obj.kind}/{obj.metadata.name} is valid")
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(EXIT_INPUT if failed else 0)
 
 
 @app.command()
@@ -73,7 +82,7 @@ def run(
         config = build_trainer_config(job, output_uri=output.resolve().as_uri() if output else None, local=True)
     except (ManifestError, TrainerConfigError) as error:
         typer.echo(f"{job_file}: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_INPUT) from None
     raise typer.Exit(run_local(config, nproc=nproc))
 
 
@@ -86,10 +95,17 @@ def predict(
     """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores)."""
     from deeptrain_trainer.inference import load_model
 
+    if save is not None and save.exists() and not save.is_dir():
+        raise InputError(f"--save: {save} is a file; give a directory (it is created when missing)")
     model = load_model(model_dir)
     results = model.predict(inputs, save_dir=save)
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    failed = sum(1 for result in results if "error" in result)
+    if failed:
+        typer.echo(f"error: {failed} of {len(results)} inputs could not be predicted; see their \"error\" entries",
+                   err=True)
+        raise typer.Exit(EXIT_INPUT)
 
 
 @data_app.command("list")
@@ -107,8 +123,10 @@ def data_make(
     output: Path = typer.Option(..., "--output", "-o", help="Directory to write."),
 ) -> None:
     """Write an example dataset, deterministically, in a format the trainer reads."""
-    from deeptrain_trainer.datasets import make_dataset
+    from deeptrain_trainer.datasets import DATASETS, make_dataset
 
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     summary = make_dataset(name, output)
     typer.echo(summary)
 
@@ -122,7 +140,7 @@ _MODEL_HELP = "NODE=DIR: the model directory of one node (repeatable; overrides 
 
 def _workflow_failure(error: Exception) -> typer.Exit:
     typer.echo(f"error: {error}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(EXIT_INPUT)
 
 
 @workflow_app.command("run")
@@ -151,18 +169,30 @@ def index_command(
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
     output: Path | None = typer.Option(None, "--output", "-o", help="Index directory (default: MODELS/index)."),
     node: str | None = typer.Option(None, "--node", help="The embedder node to index (default: the only one)."),
+    shard: str | None = typer.Option(None, "--shard", help="I/N: embed only the I-th of N shards of the dataset "
+                                                           "(default: the completion index of an indexed Job)."),
+    merge: int | None = typer.Option(None, "--merge", min=1, help="N: merge the N shards' parts, cluster, commit."),
+    prune: bool = typer.Option(False, "--prune", help="Drop this workflow's collections of other model versions."),
 ) -> None:
-    """Embed spec.index.dataset with the Workflow's graph and write a search index (vectors, items, index.json)."""
+    """Bring spec.index up to date with spec.index.dataset: embed what is new or changed, remove what left it."""
     import logging
 
-    from deeptrain_trainer.workflow.commands import index_dataset
+    from deeptrain_trainer.workflow.commands import index_dataset, parse_shard, prune_index
     from deeptrain_trainer.workflow.errors import WorkflowError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        index, written = index_dataset(workflow_file, models, model, output, node)
+        if prune:
+            dropped = prune_index(workflow_file, models, model, node)
+            typer.echo(f"dropped {len(dropped)} collections of other model versions: {', '.join(dropped) or 'none'}")
+            return
+        index, written = index_dataset(workflow_file, models, model, output, node,
+                                       shard=parse_shard(shard) if shard is not None else None, merge=merge)
     except WorkflowError as error:
         raise _workflow_failure(error) from None
+    if shard is not None:
+        typer.echo(f"shard {shard} written to {written}")
+        return
     typer.echo(f"indexed {index.size} items ({index.dim} dimensions, {index.metric}) into {written}; "
                f"version {index.version}")
 
@@ -171,7 +201,7 @@ def index_command(
 def search_command(
     image: str = typer.Argument(..., help="The query image (a path or URI)."),
     workflow_file: Path = typer.Option(..., "--workflow", help="The Workflow the index was built with."),
-    index: Path = typer.Option(..., "--index", help="The index directory `deeptrain index` wrote."),
+    index: str = typer.Option(..., "--index", help="The index `deeptrain index` wrote: its folder, or milvus://COLLECTION."),
     models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
     k: int = typer.Option(5, "-k", "--k", min=1, help="Neighbours per query embedding."),

@@ -95,6 +95,16 @@ def test_step_profile_tiny(tmp_path):
 
 
 @pytest.mark.torchrun
+def test_global_batch_tiny(tmp_path):
+    output = tmp_path / "global_batch.json"
+    run_script("global_batch.py", "--rounds", "1", "--models", "classifier", "--epochs", "1", "--limit", "40",
+               "--output", str(output))
+    case = read(output)["cases"]["classifier"]
+    assert case["metric"] == "accuracy" and len(case["one_process"]) == len(case["two_processes"]) == 1
+    assert 0 <= case["one_process"][0] <= 1 and 0 <= case["two_processes"][0] <= 1
+
+
+@pytest.mark.torchrun
 def test_ddp_overhead_tiny(tmp_path):
     output = tmp_path / "ddp_overhead.json"
     run_script("ddp_overhead.py", "--rounds", "1", "--templates", "InceptionBatchNorm", "--epochs", "2",
@@ -124,3 +134,12 @@ def test_serve_load_tiny(tmp_path):
     document = read(output)
     assert document["codes"] == {"eight-big 200": 1, "one-big 200": 1, "small 200": 8}
     assert document["server_errors"] == 0 and document["idle_rss"] < document["peak_rss"] < document["rss_bound"]
+
+
+def test_search_scale_tiny(tmp_path):
+    output = tmp_path / "search_scale.json"
+    run_script("search_scale.py", "--vectors", "2000", "--queries", "10", "--stores", "embedded-exact,embedded-hnsw",
+               "--output", str(output))
+    stores = read(output)["stores"]
+    assert set(stores) == {"embedded-exact", "embedded-hnsw"}
+    assert stores["embedded-exact"]["recall_at_10"] == 1.0 and stores["embedded-hnsw"]["qps"] > 0

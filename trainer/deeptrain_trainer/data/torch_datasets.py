@@ -1,8 +1,10 @@
 """Torch datasets and collate functions per model type (the batch conventions the engine relies on).
 
     classifier / embedder  (images [B,3,S,S], targets LongTensor [B] | multi-hot FloatTensor [B,C] with logreg)
-    detector               (images, [{"boxes": FloatTensor [N,4] x1,y1,x2,y2 pixels, "labels": LongTensor [N]}])
-    segmenter              (images, masks LongTensor [B,S,S]: 0 background, i+1 for concept i)
+    detector               (images, [{"boxes": FloatTensor [N,4] x1,y1,x2,y2 pixels, "labels": LongTensor [N],
+                                       "iscrowd": BoolTensor [N] (COCO crowd regions)}])
+    segmenter              (images, masks LongTensor [B,S,S]: 0 background, i+1 for concept i;
+                            validation adds [LongTensor [H,W]]: each mask at its image's original size)
     anomaly                (images, labels LongTensor [B]: 0 normal 1 anomalous, masks FloatTensor [B,S,S])
     text                   (token ids LongTensor [B,L] 0-padded, targets as classifier)
 
@@ -83,6 +85,7 @@ class ImageRecordDataset(Dataset):
         self.records = list(records)
         self.concept_index = {concept: i for i, concept in enumerate(concepts)}
         self.image_size = image_size
+        self.train = train
         self.flips = train and flips
         self.seed = seed
         # Shared memory, so that persistent DataLoader workers see set_epoch (they hold copies of the rest).
@@ -93,6 +96,7 @@ class ImageRecordDataset(Dataset):
         # [N, 3, S, S] uint8 and, per record, _UNKNOWN / _CACHED / _UNDECODABLE
         self._pixels = torch.empty((len(self.records), 3, image_size, image_size), dtype=torch.uint8) if fits else None
         self._slot_state = np.full(len(self.records), _UNKNOWN, dtype=np.int8)
+        self._sizes: list[tuple[int, int]] = [(0, 0)] * len(self.records)  # each image's original (width, height)
         self._in_memory = False
 
     @property
@@ -126,8 +130,9 @@ class ImageRecordDataset(Dataset):
     def _is_flipped(self, index: int, epoch: int | None = None) -> bool:
         return self.flips and bool(_mix(self.seed, self.epoch if epoch is None else epoch, index) & 1)
 
-    def _decode(self, index: int) -> torch.Tensor | None:
-        """Record `index`'s pixels [3, S, S] uint8; None (counted) when its image cannot be decoded."""
+    def _decode(self, index: int) -> tuple[torch.Tensor, tuple[int, int]] | None:
+        """Record `index`'s pixels [3, S, S] uint8 and original (width, height); None (counted) when
+        its image cannot be decoded."""
         record = self.records[index]
         try:
             image = load_image(record.uri)
@@ -137,26 +142,27 @@ class ImageRecordDataset(Dataset):
             return None
         with self._stats_lock:
             self.stats.record_loaded()
-        return image_to_tensor(resize_image(image, self.image_size))
+        return image_to_tensor(resize_image(image, self.image_size)), image.size
 
     def _fill(self, index: int) -> None:
-        pixels = self._decode(index)
-        if pixels is None:
+        decoded = self._decode(index)
+        if decoded is None:
             self._slot_state[index] = _UNDECODABLE
             return
-        self._pixels[index] = pixels
+        self._pixels[index], self._sizes[index] = decoded
         self._slot_state[index] = _CACHED
 
-    def _load_resized(self, index: int) -> tuple[ImageRecord, torch.Tensor]:
-        """The record's pixels; an undecodable image is replaced by the next record's (record and all)."""
+    def _load_resized(self, index: int) -> tuple[ImageRecord, torch.Tensor, tuple[int, int]]:
+        """The record, its pixels [3, S, S] and its image's original (width, height); an undecodable
+        image is replaced by the next record's (record and all)."""
         if self._pixels is not None:
             source = self._cached_source(index)
-            return self.records[source], self._pixels[source]
+            return self.records[source], self._pixels[source], self._sizes[source]
         for offset in range(len(self.records)):
             source = (index + offset) % len(self.records)
-            pixels = self._decode(source)
-            if pixels is not None:
-                return self.records[source], pixels
+            decoded = self._decode(source)
+            if decoded is not None:
+                return self.records[source], *decoded
         raise self._nothing_decodes(index)
 
     def _cached_source(self, index: int) -> int:
@@ -173,11 +179,11 @@ class ImageRecordDataset(Dataset):
         return DatasetError(self.records[index].uri, "no image of this dataset can be decoded", "check the files are images")
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        record, pixels = self._load_resized(index)
+        record, pixels, original_size = self._load_resized(index)
         flipped = self._is_flipped(index)
         if flipped:
             pixels = pixels.flip(-1)
-        return self.item(record, pixels, flipped)
+        return self.item(record, pixels, flipped, original_size)
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, ...]]:
         """A batch's items (what DataLoader asks for); from memory, one gather and one flip for all."""
@@ -190,15 +196,16 @@ class ImageRecordDataset(Dataset):
         rows = torch.tensor([row for row, flip in enumerate(flipped) if flip], dtype=torch.long)
         if len(rows):
             pixels[rows] = pixels[rows].flip(-1)
-        return [self.item(self.records[source], image, flip)
+        return [self.item(self.records[source], image, flip, self._sizes[source])
                 for source, image, flip in zip(sources, pixels, flipped, strict=True)]
 
-    def _masks(self, record: ImageRecord, flipped: bool) -> list[tuple[str, np.ndarray]]:
-        masks = [(concept, rasterize_mask(mask, self.image_size))
+    def _masks(self, record: ImageRecord, flipped: bool, size: tuple[int, int] | None = None) -> list[tuple[str, np.ndarray]]:
+        """Each mask rasterised at (width, height) `size`, SxS by default."""
+        masks = [(concept, rasterize_mask(mask, size or (self.image_size, self.image_size)))
                  for concept, mask in zip(record.mask_concepts, record.masks, strict=True)]
         return [(concept, flip_mask(mask) if flipped else mask) for concept, mask in masks]
 
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[Any, ...]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[Any, ...]:
         raise NotImplementedError
 
 
@@ -208,32 +215,43 @@ class ClassificationDataset(ImageRecordDataset):
         self.logreg = logreg
         self._targets = {id(record): _class_target(record.concepts, self.concept_index, logreg) for record in self.records}
 
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool,
+             original_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         return image, self._targets[id(record)]
 
 
 class DetectionDataset(ImageRecordDataset):
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         boxes = flip_boxes(record.boxes) if flipped else record.boxes
         labels = [self.concept_index[concept] for concept in record.box_concepts]
-        return image, {"boxes": boxes_to_pixels(boxes, self.image_size), "labels": torch.tensor(labels, dtype=torch.long)}
+        return image, {"boxes": boxes_to_pixels(boxes, self.image_size), "labels": torch.tensor(labels, dtype=torch.long),
+                       "iscrowd": torch.tensor(record.crowd_flags, dtype=torch.bool)}
 
 
 class SegmentationDataset(ImageRecordDataset):
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        target = np.zeros((self.image_size, self.image_size), dtype=np.int64)
-        for concept, mask in self._masks(record, flipped):  # later objects are drawn over earlier ones
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool,
+             original_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        target = torch.from_numpy(self._target(record, flipped, (self.image_size, self.image_size)))
+        if self.train:
+            return image, target
+        # Validation also scores the prediction at the image's own size, as users' masks are measured.
+        return image, target, torch.from_numpy(self._target(record, flipped, original_size))
+
+    def _target(self, record: ImageRecord, flipped: bool, size: tuple[int, int]) -> np.ndarray:
+        width, height = size
+        target = np.zeros((height, width), dtype=np.int64)
+        for concept, mask in self._masks(record, flipped, size):  # later objects are drawn over earlier ones
             target[mask] = self.concept_index[concept] + 1
-        return image, torch.from_numpy(target)
+        return target
 
 
 class AnomalyDataset(ImageRecordDataset):
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         truth = np.zeros((self.image_size, self.image_size), dtype=bool)
         for _, mask in self._masks(record, flipped):
             truth |= mask
         if record.anomaly_mask_uri:
-            mask_image = rasterize_mask(Mask(image_uri=record.anomaly_mask_uri), self.image_size)
+            mask_image = rasterize_mask(Mask(image_uri=record.anomaly_mask_uri), (self.image_size, self.image_size))
             truth |= flip_mask(mask_image) if flipped else mask_image
         label = torch.tensor(int(record.is_anomalous), dtype=torch.long)
         return image, label, torch.from_numpy(truth.astype(np.float32))
@@ -293,6 +311,13 @@ def _stack_pairs(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[to
     return _stack_images([item[0] for item in batch]), torch.stack([item[1] for item in batch])
 
 
+def _collate_segmentation(batch: Sequence[tuple[torch.Tensor, ...]]) -> tuple[Any, ...]:
+    images, masks = _stack_pairs(batch)
+    if len(batch[0]) == 2:
+        return images, masks
+    return images, masks, [item[2] for item in batch]  # original sizes differ: a list, not a stack
+
+
 def _collate_detection(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
                        ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     return _stack_images([item[0] for item in batch]), [item[1] for item in batch]
@@ -317,7 +342,7 @@ def collate_fn(model_type: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     collates: dict[str, Callable[[Sequence[Any]], tuple[Any, ...]]] = {
         catalog.VISUAL_CLASSIFIER: _stack_pairs,
         catalog.VISUAL_EMBEDDER: _stack_pairs,
-        catalog.VISUAL_SEGMENTER: _stack_pairs,
+        catalog.VISUAL_SEGMENTER: _collate_segmentation,
         catalog.VISUAL_DETECTOR: _collate_detection,
         catalog.VISUAL_ANOMALY_HEATMAP: _collate_anomaly,
         catalog.TEXT_CLASSIFIER: _collate_text,

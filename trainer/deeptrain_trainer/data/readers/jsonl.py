@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import uris
 from ..errors import DatasetError, line_location
+from ..images import ImageLoadStats
 from ..records import Box, ImageRecord, Mask, Point, Record, TextRecord
 from .common import annotation_file, fraction, require_known_concept
 
@@ -147,7 +148,9 @@ def _image_record(entry: dict[str, Any], line_id: str, base_dir: str, location: 
                        id=str(entry.get("id", line_id)), source=location, **parts)
 
 
-def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None) -> list[Record]:
+def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None,
+               skipped: ImageLoadStats | None = None) -> list[Record]:
+    """Records of every line; a malformed line raises DatasetError, or is counted in `skipped` when given."""
     path = annotation_file(uri, ".jsonl", "jsonl")
     base_dir = uris.parent_uri(path)
     try:
@@ -159,10 +162,18 @@ def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None) 
         if not line.strip():
             continue
         location = line_location(path, number)
-        entry = _parse_line(line, location)
         line_id = f"line-{number}"
-        records.append(_text_record(entry, line_id, location, concepts) if text_input
-                       else _image_record(entry, line_id, base_dir, location, concepts))
+        try:
+            entry = _parse_line(line, location)
+            records.append(_text_record(entry, line_id, location, concepts) if text_input
+                           else _image_record(entry, line_id, base_dir, location, concepts))
+        except DatasetError as error:
+            if skipped is None:
+                raise
+            skipped.record_skipped(location, error.problem)
+            continue
+        if skipped is not None:
+            skipped.record_loaded()
     if not records:
         raise DatasetError(path, "the file has no entries", "write one JSON object per input")
     return records
