@@ -178,7 +178,7 @@ def test_ranks_agree_on_a_stop_every_few_seconds_of_steps_not_every_step(monkeyp
     monkeypatch.setattr(stop_schedule.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(stop_schedule, "max_of_each_across_ranks", max_of_each)
     ctx = DistributedContext(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"))
-    schedule = stop_schedule.StopSchedule(ctx, check_seconds=2.0)
+    schedule = stop_schedule.StopSchedule(ctx, steps_per_epoch=1000, check_seconds=2.0)
     agreed = {}
     for step in range(1, 200):
         clock[0] += 0.125  # 125 ms steps
@@ -198,5 +198,14 @@ def test_a_world_of_one_stops_after_the_step_the_signal_arrived_in():
     from deeptrain_trainer.distributed import DistributedContext
     from deeptrain_trainer.stop_schedule import StopSchedule
 
-    schedule = StopSchedule(DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
+    schedule = StopSchedule(DistributedContext(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")), 100)
     assert [schedule.agreed_signal(step, signum) for step, signum in [(1, 0), (2, 0), (3, 15)]] == [0, 0, 15]
+
+
+def test_short_epochs_are_still_checked_twice_each():
+    from deeptrain_trainer.distributed import DistributedContext
+    from deeptrain_trainer.stop_schedule import StopSchedule
+
+    schedule = StopSchedule(DistributedContext(rank=0, local_rank=0, world_size=2, device=torch.device("cpu")), 8)
+    assert schedule.interval(seconds_per_step=0.01) == 4  # 2 s would be 200 steps: 25 epochs of 8
+    assert schedule.interval(seconds_per_step=1.0) == 2

@@ -158,7 +158,6 @@ class Trainer:
         self.task: Task = task_for(config.modelType)
         self.output = OutputDir(config.outputUri)
         self.stop = StopRequest()
-        self.stop_schedule = StopSchedule(ctx)
         self.state = ResumeState()
         self.pending_process_state: ResumeState | None = None  # restored once the epoch's loader exists
         self.use_amp = ctx.is_cuda
@@ -223,6 +222,7 @@ class Trainer:
         self.steps_per_epoch = steps_per_epoch(items_per_epoch, int(self.hp["batch_size"]))
         self.num_epochs = int(self.hp["num_epochs"]) if self.trains_by_gradient else 1
         self.train_sampler, self.train_loader = self._training_loader()
+        self.stop_schedule = StopSchedule(self.ctx, self.steps_per_epoch)
         self.lineage = {"uri": self.config.dataset.uri, "format": self.config.dataset.format,
                         "train": len(splits.train), "validation": len(splits.validation),
                         "skipped": splits.image_stats.skipped, "fingerprint": self.data_fingerprint}

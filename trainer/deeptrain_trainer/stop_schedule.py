@@ -4,7 +4,8 @@ A SIGTERM reaches the ranks at different moments, and all of them must stop afte
 to write one consistent checkpoint, so agreeing takes a collective. One per step would be a second
 synchronisation point besides DDP's gradient all-reduce, where a rank delayed by anything holds
 the others. The check instead runs every `interval` steps, with `interval` chosen after each check
-so that checks come about CHECK_SECONDS apart at the slowest rank's recent pace:
+so that checks come about CHECK_SECONDS apart at the slowest rank's recent pace, and at least
+CHECKS_PER_EPOCH times per epoch (so that short epochs, too, stop within the epoch under way):
 
     stop latency (signal -> all ranks stop) <= CHECK_SECONDS + one step, at the pace of the last interval
 
@@ -20,12 +21,14 @@ import time
 from .distributed import DistributedContext, max_of_each_across_ranks
 
 CHECK_SECONDS = 2.0
+CHECKS_PER_EPOCH = 2
 
 
 class StopSchedule:
-    def __init__(self, ctx: DistributedContext, check_seconds: float = CHECK_SECONDS) -> None:
+    def __init__(self, ctx: DistributedContext, steps_per_epoch: int, check_seconds: float = CHECK_SECONDS) -> None:
         self.ctx = ctx
         self.check_seconds = check_seconds
+        self.max_interval = max(1, steps_per_epoch // CHECKS_PER_EPOCH)
         self._next_check: int | None = None  # the global step after which the next check runs
         self._last_check: tuple[float, int] | None = None  # (monotonic time, global step)
 
@@ -45,7 +48,8 @@ class StopSchedule:
         return int(agreed)
 
     def interval(self, seconds_per_step: float) -> int:
-        """Steps until the next check: about check_seconds of training, at least one step."""
+        """Steps until the next check: about check_seconds of training, at least one step, at most
+        a CHECKS_PER_EPOCH-th of an epoch."""
         if seconds_per_step <= 0:
             return 1
-        return max(1, int(self.check_seconds / seconds_per_step))
+        return max(1, min(self.max_interval, int(self.check_seconds / seconds_per_step)))
