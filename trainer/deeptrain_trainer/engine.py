@@ -6,7 +6,8 @@ size) divided by batch_size, rounded down (at least one step): a partial last ba
 a smaller batch than asked and, with batch norm, can be a single item.
 
 Checkpoints are written at the end of every epoch and when SIGTERM/SIGINT arrives: all ranks agree
-on the signal every few seconds of training (stop_schedule: within CHECK_SECONDS plus one step)
+on the signal every few seconds of training and twice per epoch (stop_schedule: within
+CHECK_SECONDS or half an epoch, plus one step)
 and stop after the same step. A restarted process resumes from the latest one:
 same epoch, same position in the epoch's item order, same optimizer, RNG state, BatchNorm statistics
 and running loss, so that on CPU the resumed run ends bit-identical to an uninterrupted one. Nothing
