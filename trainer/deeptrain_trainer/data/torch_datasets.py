@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from .. import catalog
 from .errors import DatasetError
-from .images import ImageLoadStats, load_image
+from .images import ImageLoadStats, load_record_image
 from .records import ImageRecord, Mask, Record, TextRecord
 from .text import PAD_ID, Tokenizer
 from .transforms import (
@@ -95,7 +95,7 @@ class ImageRecordDataset(Dataset):
         for offset in range(len(self.records)):
             record = self.records[(index + offset) % len(self.records)]
             try:
-                image = load_image(record.uri)
+                image = load_record_image(record)
             except (DatasetError, OSError) as error:
                 self.stats.record_skipped(record.uri, str(error))
                 continue
