@@ -80,14 +80,22 @@ def run(
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="A trained model directory (model.safetensors + model.json)."),
-    inputs: list[str] = typer.Argument(..., help="Image files, or text when the model is a text classifier."),
-    save: Path | None = typer.Option(None, "--save", help="Write annotated images / heatmaps / masks here."),
+    inputs: list[str] = typer.Argument(..., help="Image or video files, or text when the model is a text classifier."),
+    save: Path | None = typer.Option(None, "--save", help="Write annotated images / heatmaps / masks (videos: an annotated MP4) here."),
+    video_frame_rate: float = typer.Option(1.0, "--video-frame-rate", min=0.001, max=60,
+                                           help="Frames per second sampled from each video."),
 ) -> None:
-    """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores)."""
+    """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores);
+    a video gets one entry per sampled frame, with its frameIndex and timeOffsetMs."""
+    from deeptrain_trainer.data import DatasetError
     from deeptrain_trainer.inference import load_model
 
     model = load_model(model_dir)
-    results = model.predict(inputs, save_dir=save)
+    try:
+        results = model.predict(inputs, save_dir=save, video_frame_rate=video_frame_rate)
+    except DatasetError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

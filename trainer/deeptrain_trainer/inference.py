@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from .artifacts import read_model_card, sha256_file, weights_path
+from .data.video import DEFAULT_FRAME_RATE
 from .tasks import task_for
 from .tasks.base import ModelSpec, Task
 
@@ -52,38 +53,54 @@ class Predictor:
     def concepts(self) -> list[str]:
         return self.spec.concepts
 
-    def predict(self, inputs: Sequence[str], save_dir: Path | None = None) -> list[dict[str, Any]]:
-        """Predictions for image paths/URIs (or texts, for a text classifier), each with its "input"."""
+    def predict(self, inputs: Sequence[str], save_dir: Path | None = None,
+                video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[dict[str, Any]]:
+        """Predictions for image or video paths/URIs (or texts, for a text classifier), each with its "input".
+
+        A video's entry holds one prediction per frame sampled at `video_frame_rate` (see video_inference).
+        """
         if self.tokenizer is not None:
             raw = self._predict_texts(list(inputs))
             return [{"input": text, **public(result)} for text, result in zip(inputs, raw, strict=True)]
         from .data.images import load_image
         from .data.uris import resolve_uri
+        from .data.video import VideoSource, is_video
+        from .video_inference import predict_video
 
-        results = []
+        results: dict[int, dict[str, Any]] = {}
         if save_dir is not None:
             save_dir.mkdir(parents=True, exist_ok=True)
-        for start in range(0, len(inputs), BATCH_SIZE):
-            names = list(inputs[start:start + BATCH_SIZE])
-            images = [load_image(resolve_uri(name)) for name in names]
+        positions = [position for position, name in enumerate(inputs) if not is_video(name)]
+        for start in range(0, len(positions), BATCH_SIZE):
+            chunk = positions[start:start + BATCH_SIZE]
+            images = [load_image(resolve_uri(inputs[position])) for position in chunk]
             batch = self._image_batch(images)
             raw = self._run(batch)
-            for offset, (name, image, result) in enumerate(zip(names, images, raw, strict=True)):
+            for position, image, result in zip(chunk, images, raw, strict=True):
+                name = inputs[position]
                 shown = {"input": name, **public(result)}
                 if save_dir is not None:
-                    stem = save_dir / f"{start + offset:04d}-{Path(name).stem}"
+                    stem = save_dir / f"{position:04d}-{Path(name).stem}"
                     saved = self.task.save_visualisation(image, result, self.model, batch, self.spec, stem)
                     if saved is not None:
                         shown["saved"] = str(saved)
-                results.append(shown)
-        return results
+                results[position] = shown
+        for position, name in enumerate(inputs):
+            if is_video(name):
+                saved_video = save_dir / f"{position:04d}-{Path(name).stem}.annotated.mp4" if save_dir else None
+                results[position] = predict_video(self, VideoSource.from_uri(name), rate=video_frame_rate,
+                                                  save_path=saved_video)
+        return [results[position] for position in range(len(inputs))]
 
     def predict_images(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """Predictions for decoded images (any mode; converted to RGB), in order."""
+        return [public(result) for result in self.predict_raw(images)]
+
+    def predict_raw(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
+        """As predict_images, with the arrays kept for drawing (keys starting with "_")."""
         results = []
         for start in range(0, len(images), BATCH_SIZE):
-            raw = self._run(self._image_batch(images[start:start + BATCH_SIZE]))
-            results.extend(public(result) for result in raw)
+            results.extend(self._run(self._image_batch(images[start:start + BATCH_SIZE])))
         return results
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
