@@ -10,27 +10,26 @@ import pytest
 from deeptrain_trainer import catalog
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.data.splits import load_splits
-from deeptrain_trainer.datasets import make_dataset
+from deeptrain_trainer.datasets.video import write_digits_video
 from deeptrain_trainer.inference import load_model
 from deeptrain_trainer.launcher import run_local
 
 pytestmark = pytest.mark.torchrun
 
 CONCEPTS = ["zero", "one", "four"]
-CLIPS = 300  # 30 of each digit, each clip a different handwritten glyph
 BAR = 0.7  # three digits: guessing scores 0.33
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainerConfig, Path]:
     root = tmp_path_factory.mktemp("video-training")
-    make_dataset("digits-video", root / "data", limit=CLIPS)
+    write_digits_video(root / "data", None, concepts=CONCEPTS)
     config = TrainerConfig(
         job=JobRef(name="video-classifier", namespace="tests"), modelType=catalog.VISUAL_CLASSIFIER,
         template="InceptionBatchNorm", templateScale=TemplateScale(width=0.25, depth=0.34), concepts=CONCEPTS,
         hyperparameters=catalog.resolve_hyperparameters(catalog.VISUAL_CLASSIFIER, {
-            "batch_size": 32, "image_size": 32, "num_epochs": 5, "lrate": 0.02, "num_items_per_epoch": 768,
-            "average_horizontal_flips": False, "test_freq": 5}),
+            "batch_size": 32, "image_size": 32, "num_epochs": 4, "lrate": 0.02, "num_items_per_epoch": 640,
+            "average_horizontal_flips": False, "test_freq": 4}),
         dataset=DatasetConfig(uri=str(root / "data"), format="imagefolder", validation_fraction=0.3,
                               video_frame_rate=1.0),
         outputUri=(root / "model").as_uri())

@@ -8,6 +8,7 @@ clips with the digit's box every half second (jsonl per-frame regions: a detecto
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ def _frame_annotation(time_ms: int, concept: str, box: Box) -> dict[str, Any]:
         "data": {"concepts": [{"id": concept}]}}]}}
 
 
-def write_digits_video(output: Path, limit: int | None) -> str:
+def write_digits_video(output: Path, limit: int | None, *, concepts: Collection[str] | None = None) -> str:
+    """`concepts` keeps the clips of those digits only (the same clips as in the full set, fewer to encode)."""
     glyphs, labels = load_digit_glyphs()
     usable = len(glyphs) - HOLDOUT_GLYPHS  # the holdout glyphs stay out of every training set
     rng = np.random.default_rng(SEED)
@@ -70,8 +72,10 @@ def write_digits_video(output: Path, limit: int | None) -> str:
     entries = []
     for clip in range(count):
         concept = DIGIT_NAMES[labels[clip]]
+        frames = clip_frames(glyphs[clip], rng)  # drawn for every clip, so that each clip's pixels never change
+        if concepts is not None and concept not in concepts:
+            continue
         name = f"{concept}/clip-{clip:03d}.mp4"
-        frames = clip_frames(glyphs[clip], rng)
         with VideoWriter(output / name, FRAMES_PER_SECOND, options=ENCODER_OPTIONS) as writer:
             for pixels, _ in frames:
                 writer.write(pixels)
@@ -79,5 +83,5 @@ def write_digits_video(output: Path, limit: int | None) -> str:
                         "frames": [_frame_annotation(index * frame_ms, concept, box)
                                    for index, (_, box) in enumerate(frames) if index % step == 0]})
     write_jsonl(output / "annotations.jsonl", entries)
-    return (f"{count} clips of {SECONDS} s ({FRAMES_PER_SECOND} fps, {FRAME_SIZE} px, H.264/MP4), each one moving digit "
+    return (f"{len(entries)} clips of {SECONDS} s ({FRAMES_PER_SECOND} fps, {FRAME_SIZE} px, H.264/MP4), each one moving digit "
             f"(imagefolder; dataset.uri: {output}; per-frame boxes in {output / 'annotations.jsonl'})")

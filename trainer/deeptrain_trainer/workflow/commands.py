@@ -11,6 +11,7 @@ from typing import Any
 from ..contract import ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
 from ..data.images import load_image
 from ..data.uris import resolve_uri
+from ..data.video import DEFAULT_FRAME_RATE, VideoSource, is_video
 from .contract import index_termination_message
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
@@ -18,7 +19,7 @@ from .index import Index, Metric, load_index
 from .indexing import build_index, read_dataset
 from .manifest import load_workflow
 from .models import PVC_SCHEME, models_dir_resolver, parse_model_map, pinned_resolver
-from .search import search_by_image
+from .video import run_inputs, search_query, video_input
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,16 @@ def open_runner(workflow_file: Path, models_dir: Path | None, model_pairs: Seque
     return WorkflowRunner(workflow, pinned_resolver(parse_model_map(list(model_pairs)), fallback))
 
 
-def graph_inputs(runner: WorkflowRunner, inputs: Sequence[str]) -> list[GraphInput]:
-    """Command-line inputs: texts for a text workflow, otherwise image paths or URIs."""
+def graph_inputs(runner: WorkflowRunner, inputs: Sequence[str],
+                 video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[GraphInput]:
+    """Command-line inputs: texts for a text workflow, otherwise image or video paths or URIs."""
     if runner.input_kind == "text":
         return [GraphInput(name=text, text=text) for text in inputs]
     images = []
     for name in inputs:
+        if is_video(name):
+            images.append(video_input(VideoSource.from_uri(name), video_frame_rate))
+            continue
         try:
             images.append(GraphInput(name=name, image=load_image(resolve_uri(name))))
         except Exception as error:  # noqa: BLE001 (fsspec and PIL raise many kinds; all mean "cannot read it")
@@ -48,9 +53,9 @@ def graph_inputs(runner: WorkflowRunner, inputs: Sequence[str]) -> list[GraphInp
 
 
 def run_workflow(workflow_file: Path, inputs: Sequence[str], models_dir: Path | None,
-                 model_pairs: Sequence[str] = ()) -> list[dict[str, Any]]:
+                 model_pairs: Sequence[str] = (), video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[dict[str, Any]]:
     runner = open_runner(workflow_file, models_dir, model_pairs)
-    return runner.run(graph_inputs(runner, inputs))
+    return run_inputs(runner, graph_inputs(runner, inputs, video_frame_rate))
 
 
 def dataset_location(uri: str) -> str:
@@ -77,7 +82,8 @@ def index_dataset(workflow_file: Path, models_dir: Path | None, model_pairs: Seq
         log.info("indexed %d/%d images", done, total)
 
     index = build_index(runner, records, embed_node, metric=spec.metric,
-                        dataset={"uri": spec.dataset.uri, "format": spec.dataset.format}, progress=progress)
+                        dataset={"uri": spec.dataset.uri, "format": spec.dataset.format}, progress=progress,
+                        video_frame_rate=spec.dataset.videoFrameRate)
     index.save(output)
     termination_log = os.environ.get(ENV_TERMINATION_LOG)
     if termination_log:
@@ -86,7 +92,9 @@ def index_dataset(workflow_file: Path, models_dir: Path | None, model_pairs: Seq
 
 
 def search_image(workflow_file: Path, models_dir: Path | None, model_pairs: Sequence[str], index_dir: Path,
-                 image: str, k: int, metric: Metric | None = None) -> list[dict[str, Any]]:
+                 image: str, k: int, metric: Metric | None = None,
+                 video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[dict[str, Any]]:
+    """Search with an image, or a video (its sampled frames' neighbours merged)."""
     runner = open_runner(workflow_file, models_dir, model_pairs)
-    query = graph_inputs(runner, [image])[0]
-    return search_by_image(runner, load_index(index_dir), query.image, k, metric, name=image)
+    query = graph_inputs(runner, [image], video_frame_rate)[0]
+    return search_query(runner, load_index(index_dir), query, k, metric)

@@ -1,9 +1,12 @@
-"""Indexing a dataset: run the graph over every image and keep one row per embedding the embed node makes.
+"""Indexing a dataset: run the graph over every image (and every video's sampled frames) and keep one row
+per embedding the embed node makes.
 
 A graph whose embedder takes whole images gives one row per image; one fed by crops gives one row
 per detected region. Rows remember their image's URI, the region (for crops) and the concepts the
 dataset gives: the image's concepts for whole images, and for a crop the concept of the annotated
-box it overlaps best (IoU >= 0.5), when the dataset has boxes.
+box it overlaps best (IoU >= 0.5), when the dataset has boxes. A video's frames are sampled at
+spec.index.dataset.videoFrameRate; their rows also hold "timeOffsetMs", "frameIndex" and "at" (the
+offset as 00:12.0), so that a search answers "this video at 00:12.0".
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import numpy as np
 
 from .. import catalog
 from ..data import ImageRecord, read_records
-from ..data.images import load_image
+from ..data.video import DEFAULT_FRAME_RATE
+from ..video_inference import batched
 from .crop import Box
 from .errors import WorkflowError
-from .graph import GraphInput, WorkflowRunner
+from .graph import WorkflowRunner
 from .index import Index, Metric
+from .video import index_inputs
 
 BATCH_SIZE = 32
 MATCH_IOU = 0.5
@@ -67,26 +72,25 @@ def known_concepts(record: ImageRecord, region: dict[str, Any] | None) -> list[s
 
 def build_index(runner: WorkflowRunner, dataset_records: Sequence[ImageRecord], embed_node_id: str | None = None,
                 *, metric: Metric = "cosine", dataset: dict[str, Any] | None = None,
-                progress: Progress | None = None) -> Index:
-    """An index of every embedding `embed_node_id` makes over the records' images."""
+                progress: Progress | None = None, video_frame_rate: float = DEFAULT_FRAME_RATE) -> Index:
+    """An index of every embedding `embed_node_id` makes over the records' images and videos' sampled frames."""
     node = embed_node_of(runner, embed_node_id)
     vectors: list[list[float]] = []
     items: list[dict[str, Any]] = []
-    for start in range(0, len(dataset_records), BATCH_SIZE):
-        batch = dataset_records[start:start + BATCH_SIZE]
-        inputs = [GraphInput(name=record.uri, image=load_image(record.uri)) for record in batch]
-        for offset, (record, output) in enumerate(zip(batch, runner.run(inputs), strict=True)):
-            record_id = record.id or f"{start + offset:06d}"
+    for batch in batched(index_inputs(dataset_records, video_frame_rate), BATCH_SIZE):
+        outputs = runner.run([piece.graph_input for piece in batch])
+        for piece, output in zip(batch, outputs, strict=True):
+            record_id = piece.record_id or f"{len(items):06d}"
             for position, entry in enumerate(output["nodes"][node]):
                 region = entry.get("region")
-                item = {"id": record_id if region is None else f"{record_id}#{position}", "input": record.uri,
-                        "concepts": known_concepts(record, region)}
+                item = {"id": record_id if region is None else f"{record_id}#{position}", "input": piece.record.uri,
+                        "concepts": known_concepts(piece.record, region), **piece.extra}
                 if region is not None:
                     item["region"] = region
                 items.append(item)
                 vectors.append(entry["embedding"])
         if progress is not None:
-            progress(min(start + BATCH_SIZE, len(dataset_records)), len(dataset_records))
+            progress(batch[-1].records_done, len(dataset_records))
     if not items:
         raise WorkflowError(f"node {node!r} made no embedding for any of the {len(dataset_records)} images "
                             "(did the detector find nothing?); nothing to index")

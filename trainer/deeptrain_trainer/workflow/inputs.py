@@ -19,6 +19,7 @@ from ..data.images import load_image
 from ..data.uris import resolve_uri
 from .errors import WorkflowError
 from .graph import GraphInput
+from .video import video_from_reference
 
 # The platform's limit on inputs per workflow request.
 MAX_INPUTS = 32
@@ -33,39 +34,50 @@ def decode_image_bytes(data: bytes, where: str) -> Image.Image:
         raise WorkflowError(f"{where}: is not a decodable image ({error}); send PNG, JPEG, BMP, GIF or TIFF bytes") from error
 
 
-def image_from_reference(reference: Any, where: str, allowed_prefixes: Sequence[str]) -> tuple[Image.Image, str]:
-    """(image, name) for {"base64": ...} or {"uri": ...}."""
+def read_reference(reference: Any, where: str, allowed_prefixes: Sequence[str]) -> tuple[bytes | None, str]:
+    """(the decoded bytes, where) for {"base64": ...}; (None, the resolved URI) for an allowed {"uri": ...}."""
     if not isinstance(reference, dict) or len(reference.keys() & {"base64", "uri"}) != 1:
         raise WorkflowError(f"{where}: give exactly one of {{\"base64\": ...}} or {{\"uri\": ...}}")
     if "base64" in reference:
         try:
-            data = base64.b64decode(str(reference["base64"]), validate=True)
+            return base64.b64decode(str(reference["base64"]), validate=True), where
         except (binascii.Error, ValueError) as error:
             raise WorkflowError(f"{where}.base64: is not valid base64 ({error})") from error
-        return decode_image_bytes(data, f"{where}.base64"), where
     uri = str(reference["uri"])
     resolved = resolve_uri(uri)
     if not any(resolved.startswith(resolve_uri(prefix)) for prefix in allowed_prefixes):
         raise WorkflowError(f"{where}.uri: {uri} is outside the locations this server reads "
-                            f"({', '.join(allowed_prefixes) or 'none: send images inline as base64'})")
+                            f"({', '.join(allowed_prefixes) or 'none: send inputs inline as base64'})")
+    return None, resolved
+
+
+def image_from_reference(reference: Any, where: str, allowed_prefixes: Sequence[str]) -> tuple[Image.Image, str]:
+    """(image, name) for {"base64": ...} or {"uri": ...}."""
+    data, location = read_reference(reference, where, allowed_prefixes)
+    if data is not None:
+        return decode_image_bytes(data, f"{where}.base64"), where
+    uri = str(reference["uri"])
     try:
-        return load_image(resolved), uri
+        return load_image(location), uri
     except Exception as error:  # noqa: BLE001 (fsspec and PIL raise many kinds; all mean "cannot read it")
         raise WorkflowError(f"{where}.uri: cannot read an image at {uri} ({error})") from error
 
 
 def inputs_from_json(body: Any, allowed_prefixes: Sequence[str]) -> list[GraphInput]:
-    """{"inputs": [{"image": {...}} | {"text": "..."}, ...]} -> graph inputs."""
+    """{"inputs": [{"image": {...}} | {"video": {...}} | {"text": "..."}, ...]} -> graph inputs."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
-        raise WorkflowError('inputs: send {"inputs": [{"image": {"base64": ...}} | {"text": ...}, ...]}')
+        raise WorkflowError('inputs: send {"inputs": [{"image": {"base64": ...}} | {"video": {"base64": ...}} '
+                            '| {"text": ...}, ...]}')
     check_count(len(body["inputs"]))
     inputs = []
     for position, entry in enumerate(body["inputs"]):
         where = f"inputs[{position}]"
-        if not isinstance(entry, dict) or len(entry.keys() & {"image", "text"}) != 1:
-            raise WorkflowError(f"{where}: give exactly one of \"image\" or \"text\"")
+        if not isinstance(entry, dict) or len(entry.keys() & {"image", "video", "text"}) != 1:
+            raise WorkflowError(f"{where}: give exactly one of \"image\", \"video\" or \"text\"")
         if "text" in entry:
             inputs.append(GraphInput(name=where, text=str(entry["text"])))
+        elif "video" in entry:
+            inputs.append(video_from_reference(entry["video"], f"{where}.video", allowed_prefixes))
         else:
             image, name = image_from_reference(entry["image"], f"{where}.image", allowed_prefixes)
             inputs.append(GraphInput(name=name, image=image))

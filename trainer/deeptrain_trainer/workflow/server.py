@@ -23,10 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
 from .index import METRICS, Index
-from .inputs import check_count, decode_image_bytes, image_from_reference, inputs_from_json
+from .inputs import check_count, image_from_reference, inputs_from_json
 from .kmeans import Clusters, kmeans
 from .openapi import openapi_document
-from .search import search_by_image
+from .video import run_inputs, search_query, upload_input, video_from_reference
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
     async def predict(request: web.Request) -> web.Response:
         loaded = state.ready()
         inputs = await _request_inputs(request, prefixes)
-        outputs = await state.call(loaded.runner.run, inputs)
+        outputs = await state.call(run_inputs, loaded.runner, inputs)
         return web.json_response({"outputs": outputs, "models": _versions(loaded.runner)})
 
     async def search(request: web.Request) -> web.Response:
@@ -145,7 +145,7 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
         if metric not in METRICS:
             raise _bad_request(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
         if ("vector" in body) + len(images) != 1:
-            raise _bad_request('give exactly one of "image" or "vector"')
+            raise _bad_request('give exactly one of "image", "video" or "vector"')
         if "vector" in body:
             vector = body["vector"]
             if not isinstance(vector, list) or not all(isinstance(v, int | float) for v in vector):
@@ -153,7 +153,7 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
             neighbours = await state.call(index.search, [vector], k, metric)
             results = [{"neighbours": neighbours[0]}]
         else:
-            results = await state.call(search_by_image, loaded.runner, index, images[0], k, metric)
+            results = await state.call(search_query, loaded.runner, index, images[0], k, metric)
         return web.json_response({"metric": metric, "k": k, "index": {"size": index.size, "version": index.version},
                                   "results": results})
 
@@ -237,7 +237,7 @@ async def _request_inputs(request: web.Request, prefixes: Sequence[str]) -> list
                 inputs.append(GraphInput(name=f"text[{len(inputs)}]", text=await part.text()))
             else:
                 name = part.filename or part.name or f"image[{len(inputs)}]"
-                inputs.append(GraphInput(name=name, image=decode_image_bytes(await part.read(), name)))
+                inputs.append(upload_input(await part.read(), name, part.headers.get("Content-Type")))
             check_count(len(inputs))
         if not inputs:
             raise _bad_request("the multipart body holds no image or text part")
@@ -246,14 +246,14 @@ async def _request_inputs(request: web.Request, prefixes: Sequence[str]) -> list
 
 
 async def _search_body(request: web.Request, prefixes: Sequence[str]) -> tuple[dict[str, Any], list[Any]]:
-    """The search options and the query image, if any (multipart: fields k/metric plus one image part)."""
+    """The search options and the query image or video, if any (multipart: fields k/metric plus one file part)."""
     if request.content_type.startswith("multipart/"):
         body: dict[str, Any] = {}
         images = []
         async for part in await request.multipart():
-            if part.filename or part.name == "image":
-                name = part.filename or "image"
-                images.append(decode_image_bytes(await part.read(), name))
+            if part.filename or part.name in ("image", "video"):
+                name = part.filename or part.name
+                images.append(upload_input(await part.read(), name, part.headers.get("Content-Type")))
             elif part.name == "k":
                 text = await part.text()
                 body["k"] = int(text) if text.strip().isdigit() else text
@@ -261,7 +261,10 @@ async def _search_body(request: web.Request, prefixes: Sequence[str]) -> tuple[d
                 body["metric"] = await part.text()
         return body, images
     body = await _json_body(request)
-    images = [image_from_reference(body["image"], "image", prefixes)[0]] if "image" in body else []
+    images = [GraphInput(name="image", image=image_from_reference(body["image"], "image", prefixes)[0])
+              ] if "image" in body else []
+    if "video" in body:
+        images.append(video_from_reference(body["video"], "video", prefixes))
     return body, images
 
 
