@@ -95,3 +95,11 @@ def test_operator_latency_tiny(tmp_path):
     summary = read(output)["summary"]
     assert {line["arm"] for line in summary} == {"ours", "minimal"}
     assert all(line["jobs"] == 5 for line in summary)
+
+
+def test_video_decoding_tiny(tmp_path):
+    output = tmp_path / "video_decoding.json"
+    run_script("video_decoding.py", "--rounds", "1", "--seconds", "2", "--width", "64", "--height", "48",
+               "--image-size", "32", "--output", str(output))
+    document = read(output)
+    assert document["comparisons"][0]["goal"] == 0.9 and document["predict"]["ours"]
