@@ -33,7 +33,6 @@ def setup(visual_models, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     """A one-node embedding workflow with spec.index over a folder of digit clips, and a numbered clip."""
     root = tmp_path_factory.mktemp("video-workflow")
     write_digits_video(root / "clips", CLIPS)
-    (root / "clips" / "annotations.jsonl").unlink()
     workflow = {"apiVersion": "deeptrain.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "clip-search"},
                 "spec": {"nodes": [{"id": "embed", "model": {"deepTrainingJob": EMBEDDER}}],
                          "index": {"dataset": {"uri": f"file://{root / 'clips'}", "format": "imagefolder",
@@ -86,6 +85,20 @@ def test_index_stores_each_frames_video_and_offset_and_a_video_query_finds_its_c
     assert [n["distance"] for n in neighbours] == sorted(n["distance"] for n in neighbours)
     assert neighbours[0]["queryTimeOffsetMs"] in (0, 1000, 2000, 3000)  # the query sampled at 1 per second
     assert neighbours[0]["at"] == f"00:0{neighbours[0]['timeOffsetMs'] // 1000}.{neighbours[0]['timeOffsetMs'] % 1000 // 100}"
+
+
+def test_a_jsonl_dataset_with_annotated_frames_indexes_each_video_once(setup, tmp_path):
+    workflow = yaml.safe_load(setup["workflow"].read_text())
+    workflow["spec"]["index"]["dataset"] = {"uri": f"file://{setup['root'] / 'clips' / 'annotations.jsonl'}",
+                                            "format": "jsonl", "videoFrameRate": 1}
+    (tmp_path / "workflow.yaml").write_text(yaml.safe_dump(workflow))
+    result = CliRunner().invoke(app, ["index", str(tmp_path / "workflow.yaml"), "--models", str(setup["models"]),
+                                      "--output", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    index = load_index(tmp_path / "index")
+    assert index.size == CLIPS * 4  # sampled at 1 per second, not once per annotated frame
+    assert len({item["id"] for item in index.items}) == index.size
+    assert all(item["concepts"] and item["id"].startswith("clip-") for item in index.items)
 
 
 async def test_server_predicts_uploaded_inline_and_referenced_videos(setup):

@@ -10,14 +10,21 @@ concept or score); it is H.264 in MP4.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
 from . import catalog
-from .data.video import DEFAULT_FRAME_RATE, Frame, VideoLimits, VideoSource, format_offset, open_video
+from .data.video import (
+    DEFAULT_FRAME_RATE,
+    Frame,
+    VideoLimits,
+    VideoSource,
+    batched,
+    format_offset,
+    open_video,
+)
 from .data.video_writer import VideoWriter
 
 if TYPE_CHECKING:
@@ -26,18 +33,6 @@ if TYPE_CHECKING:
 # Annotated frames are scaled up to at least this short side, so captions stay readable.
 ANNOTATED_MIN_SIDE = 256
 BOX_COLOUR = (0, 255, 0)
-T = TypeVar("T")
-
-
-def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def predict_video(predictor: Predictor, source: VideoSource, *, rate: float = DEFAULT_FRAME_RATE,

@@ -20,9 +20,9 @@ from __future__ import annotations
 import io
 import math
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from PIL import Image
 
@@ -40,6 +40,8 @@ MAX_FRAME_PIXELS = 4096 * 2304
 TIME_EPSILON_S = 0.001
 # A stream may end this much (or three frame intervals, if longer) before its declared duration.
 TRUNCATION_SLACK_S = 1.0
+
+T = TypeVar("T")
 
 
 class VideoError(DatasetError):
@@ -288,6 +290,19 @@ class VideoReader:
 def _index_at(seconds: float, interval: float) -> int:
     """A frame's index from its time (seeking loses the count): exact for constant-rate streams."""
     return int(round(seconds / interval)) if interval else 0
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of `size` items (the last may be shorter), taken lazily: frames are decoded one batch at a time.
+    (itertools.batched arrives with Python 3.12.)"""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def open_video(source: VideoSource | str, limits: VideoLimits = VideoLimits()) -> VideoReader:

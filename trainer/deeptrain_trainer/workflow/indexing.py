@@ -18,8 +18,7 @@ import numpy as np
 
 from .. import catalog
 from ..data import ImageRecord, read_records
-from ..data.video import DEFAULT_FRAME_RATE
-from ..video_inference import batched
+from ..data.video import DEFAULT_FRAME_RATE, batched
 from .crop import Box
 from .errors import WorkflowError
 from .graph import WorkflowRunner

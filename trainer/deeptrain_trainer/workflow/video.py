@@ -19,12 +19,12 @@ from ..data.video import (
     VideoError,
     VideoLimits,
     VideoSource,
+    batched,
     check_rate,
     format_offset,
     is_video,
     open_video,
 )
-from ..video_inference import batched
 from .errors import WorkflowError
 from .graph import GraphInput, VideoInput, WorkflowRunner
 from .index import Index, Metric
@@ -78,9 +78,10 @@ def _frames_of(runner: WorkflowRunner, video: VideoInput, limits: VideoLimits) -
                 for frame, output in zip(frames, outputs, strict=True):
                     yield frame.describe(), output
             yield opened.info.describe(), {}
-    except (VideoError, FileNotFoundError) as error:
-        raise WorkflowError(f"{video.source.name}: {getattr(error, 'problem', 'not found')}"
-                            + (f"; {error.fix}" if isinstance(error, VideoError) and error.fix else "")) from error
+    except VideoError as error:
+        raise WorkflowError(str(error)) from error
+    except FileNotFoundError as error:
+        raise WorkflowError(f"{video.source.name}: no such video") from error
 
 
 def run_video(runner: WorkflowRunner, video: VideoInput, limits: VideoLimits = VideoLimits()) -> dict[str, Any]:
@@ -167,6 +168,7 @@ def index_inputs(records: Sequence[ImageRecord], rate: float = DEFAULT_FRAME_RAT
         if record.frame_time_ms is not None or is_video(record.uri):
             videos.setdefault(record.uri, []).append(record)
     done = 0
+    sampled: set[str] = set()
     for record in records:
         if record.uri not in videos:
             done += 1
@@ -176,11 +178,11 @@ def index_inputs(records: Sequence[ImageRecord], rate: float = DEFAULT_FRAME_RAT
                 raise WorkflowError(f"{record.uri}: cannot read an image ({error})") from error
             yield IndexInput(record, record.id, GraphInput(name=record.uri, image=image), records_done=done)
             continue
-        annotated = videos.pop(record.uri, None)
-        if annotated is None:  # this video's frames were indexed with its first record
-            done += 1
-            continue
         done += 1
+        if record.uri in sampled:  # a video with annotated frames: sampled once, with its first record
+            continue
+        sampled.add(record.uri)
+        annotated = videos[record.uri]
         video_id = record.id.rpartition("@")[0] if record.frame_time_ms is not None else record.id
         try:
             with open_video(record.uri) as video:
@@ -189,6 +191,8 @@ def index_inputs(records: Sequence[ImageRecord], rate: float = DEFAULT_FRAME_RAT
                     extra = {**frame.describe(), "at": format_offset(frame.time_offset_ms)}
                     yield IndexInput(source, f"{video_id}@{frame.time_offset_ms}",
                                      GraphInput(name=record.uri, image=frame.image), extra, records_done=done)
-        except (VideoError, FileNotFoundError) as error:
-            raise WorkflowError(f"{record.uri}: cannot index this video ({error})") from error
+        except VideoError as error:
+            raise WorkflowError(f"cannot index {error}") from error
+        except FileNotFoundError as error:
+            raise WorkflowError(f"{record.uri}: no such video; fix the dataset") from error
 
