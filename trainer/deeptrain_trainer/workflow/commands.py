@@ -79,7 +79,7 @@ def index_dataset(workflow_file: Path, models_dir: Path | None, model_pairs: Seq
     records = read_dataset(dataset_location(spec.dataset.uri), spec.dataset.format)
 
     def progress(done: int, total: int) -> None:
-        log.info("indexed %d/%d images", done, total)
+        log.info("indexed %d/%d dataset entries (images or videos)", done, total)
 
     index = build_index(runner, records, embed_node, metric=spec.metric,
                         dataset={"uri": spec.dataset.uri, "format": spec.dataset.format}, progress=progress,
