@@ -168,3 +168,23 @@ def _loader(setup: dict[str, Path], index_dir: Path | None = None):
         return Loaded(runner=runner, index=load_index(index_dir) if index_dir else None)
 
     return load
+
+
+def test_a_crop_graph_indexes_each_frames_regions_with_the_frames_offset(setup, tmp_path):
+    clips = tmp_path / "clips" / "digit"
+    clips.mkdir(parents=True)
+    (clips / "clip.mp4").write_bytes(setup["indexed"].read_bytes())
+    workflow = {"apiVersion": "deeptrain.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "crops"},
+                "spec": {"nodes": [{"id": "detect", "model": {"deepTrainingJob": catalog.VISUAL_DETECTOR}},
+                                   {"id": "crop", "model": {"builtin": "image-crop"}, "inputs": ["detect"]},
+                                   {"id": "embed", "model": {"deepTrainingJob": EMBEDDER}, "inputs": ["crop"]}],
+                         "index": {"dataset": {"uri": f"file://{tmp_path / 'clips'}", "format": "imagefolder"}}}}
+    (tmp_path / "workflow.yaml").write_text(yaml.safe_dump(workflow))
+    result = CliRunner().invoke(app, ["index", str(tmp_path / "workflow.yaml"), "--models", str(setup["models"]),
+                                      "--output", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    items = load_index(tmp_path / "index").items
+    offsets = {item["timeOffsetMs"] for item in items}
+    assert offsets == {0, 1000, 2000, 3000}  # 1 frame per second by default
+    assert len(items) > len(offsets)  # the untrained detector (threshold 0) finds several regions per frame
+    assert all("region" in item and item["id"].startswith(f"digit/clip@{item['timeOffsetMs']}#") for item in items)
