@@ -81,9 +81,19 @@ def test_a_ten_minute_video_is_predicted_with_a_bounded_number_of_frames_alive(v
     assert most <= 2 * BATCH_SIZE, f"{most} decoded frames were alive at once"
 
 
-def test_a_damaged_video_fails_predict_with_one_line_naming_it(visual_models, clip, tmp_path):
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(clip.read_bytes()[:300])
-    result = CliRunner().invoke(app, ["predict", str(visual_models[catalog.VISUAL_CLASSIFIER]), str(broken)])
+@pytest.mark.parametrize("damage", ["header", "truncated"])
+def test_a_damaged_video_fails_predict_with_one_line_naming_it(visual_models, clip, tmp_path, damage):
+    if damage == "header":
+        broken = tmp_path / "broken.mp4"
+        broken.write_bytes(clip.read_bytes()[:300])
+        expected = f"error: {broken}: cannot be opened as a video"
+    else:  # frames decode (and are annotated) until the stream stops short of its declared length
+        whole = write_numbered_clip(tmp_path / "whole.mkv", frames=80, fps=10.0, codec="libvpx-vp9")
+        broken = tmp_path / "broken.mkv"
+        broken.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+        expected = f"error: {broken}: ends at 00:0"
+    result = CliRunner().invoke(app, ["predict", str(visual_models[catalog.VISUAL_CLASSIFIER]), str(broken),
+                                      "--save", str(tmp_path / "saved")])
     assert result.exit_code == 1
-    assert f"error: {broken}: cannot be opened as a video" in result.output
+    assert expected in result.output and "truncated" in result.output
+    assert not list((tmp_path / "saved").glob("*.mp4"))  # no half-written annotated video

@@ -52,9 +52,12 @@ def predict_video(predictor: Predictor, source: VideoSource, *, rate: float = DE
                     if writer is not None:
                         writer.write(annotate_frame(predictor, frame, result))
             info = video.info.describe()
-    finally:
-        if writer is not None:
-            writer.close()
+    except BaseException:
+        if writer is not None:  # no half-annotated video left behind
+            writer.close().unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.close()
     shown: dict[str, Any] = {"input": source.name, "video": info, "frames": entries}
     if save_path is not None:
         shown["saved"] = str(save_path)
