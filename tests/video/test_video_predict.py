@@ -88,12 +88,13 @@ def test_a_damaged_video_fails_predict_with_one_line_naming_it(visual_models, cl
         broken.write_bytes(clip.read_bytes()[:300])
         expected = f"error: {broken}: cannot be opened as a video"
     else:  # frames decode (and are annotated) until the stream stops short of its declared length
-        whole = write_numbered_clip(tmp_path / "whole.mkv", frames=80, fps=10.0, codec="libvpx-vp9")
+        whole = write_numbered_clip(tmp_path / "whole.mkv", frames=200, fps=10.0, codec="libvpx-vp9")
         broken = tmp_path / "broken.mkv"
         broken.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
         expected = f"error: {broken}: ends at 00:0"
+    # At 10 frames per second a first batch of frames is annotated and written before the error.
     result = CliRunner().invoke(app, ["predict", str(visual_models[catalog.VISUAL_CLASSIFIER]), str(broken),
-                                      "--save", str(tmp_path / "saved")])
+                                      "--save", str(tmp_path / "saved"), "--video-frame-rate", "10"])
     assert result.exit_code == 1
     assert expected in result.output and "truncated" in result.output
     assert not list((tmp_path / "saved").glob("*.mp4"))  # no half-written annotated video
