@@ -31,6 +31,7 @@ from typing import Any
 from .. import uris
 from ..errors import DatasetError, line_location
 from ..records import Box, ImageRecord, Mask, Point, Record, TextRecord
+from ..video import is_video
 from .common import annotation_file, fraction, require_known_concept
 
 
@@ -153,7 +154,7 @@ def _frame_time_ms(frame: Any, location: str) -> int:
 
 def _video_records(entry: dict[str, Any], line_id: str, base_dir: str, location: str,
                    allowed: Collection[str] | None) -> list[ImageRecord]:
-    video = entry.get("video")
+    video = entry.get("video", entry.get("image"))  # an "image" naming a video file is read as one
     if not isinstance(video, str) or not video:
         raise DatasetError(location, "\"video\" must be a path relative to this file, or a URI")
     uri = uris.join_uri(base_dir, video)
@@ -209,7 +210,7 @@ def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None) 
         line_id = f"line-{number}"
         if text_input:
             records.append(_text_record(entry, line_id, location, concepts))
-        elif "video" in entry:
+        elif "video" in entry or is_video(str(entry.get("image", ""))):
             records.extend(_video_records(entry, line_id, base_dir, location, concepts))
         else:
             records.append(_image_record(entry, line_id, base_dir, location, concepts))
