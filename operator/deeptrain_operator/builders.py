@@ -17,6 +17,7 @@ from deeptrain_trainer.contract import TrainerConfig
 from . import constants as c
 from .api import DeepTrainingJob
 from .settings import Settings
+from .volumes import claim_of
 
 Manifest = dict[str, Any]
 
@@ -167,17 +168,6 @@ def nproc_per_node(job: DeepTrainingJob) -> int:
 
 # --- pvc mounts ----------------------------------------------------------------------------------
 
-_MOUNTED_PREFIX = f"file://{contract.PVC_MOUNT_ROOT}/"
-
-
-def _claim(uri: str | None) -> str | None:
-    """The PersistentVolumeClaim behind a URI of the trainer config (pvc:// is already mapped to file://)."""
-    for prefix in (_MOUNTED_PREFIX, "pvc://"):
-        if uri and uri.startswith(prefix):
-            return uri.removeprefix(prefix).split("/", 1)[0] or None
-    return None
-
-
 def pvc_claims(config: TrainerConfig) -> dict[str, bool]:
     """Each claim the run reads or writes -> whether the pods write to it (only the output's claim).
 
@@ -186,9 +176,9 @@ def pvc_claims(config: TrainerConfig) -> dict[str, bool]:
     read = [config.dataset.uri, config.dataset.validation_uri, config.baseModelUri]
     claims: dict[str, bool] = {}
     for uri in read:
-        if (claim := _claim(uri)) is not None:
+        if (claim := claim_of(uri)) is not None:
             claims.setdefault(claim, False)
-    if (claim := _claim(config.outputUri)) is not None:
+    if (claim := claim_of(config.outputUri)) is not None:
         claims[claim] = True
     return dict(sorted(claims.items()))
 

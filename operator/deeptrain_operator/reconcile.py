@@ -23,7 +23,7 @@ from . import builders, events, metrics
 from . import constants as c
 from . import kube as k
 from .api import DeepTrainingJob
-from .api.checks import validate_job
+from .api.checks import unknown_hyperparameters, validate_job
 from .api.job import DeepTrainingJobStatus
 from .children import contains, controlled_by
 from .settings import Settings
@@ -156,13 +156,19 @@ async def _reconcile(kube: k.KubeClient, settings: Settings, namespace: str, nam
     now = datetime.now(UTC)
     previous = body.get("status") or {}
 
-    try:
-        job = DeepTrainingJob.model_validate(body)
-    except ValidationError as error:
-        # The apiserver admitted what our model rejects (an older CRD is installed): say which field.
-        problems = [(".".join(str(part) for part in e["loc"]), e["msg"]) for e in error.errors()]
+    # The CRD keeps unknown hyperparameters (a client without strict field validation would have them
+    # pruned silently): refuse them here, naming the key and the names that exist.
+    problems = unknown_hyperparameters((body.get("spec") or {}).get("hyperparameters"))
+    job: DeepTrainingJob | None = None
+    if not problems:
+        try:
+            job = DeepTrainingJob.model_validate(body)
+        except ValidationError as error:
+            # The apiserver admitted what our model rejects (an older CRD is installed): say which field.
+            problems = [(".".join(str(part) for part in e["loc"]), e["msg"]) for e in error.errors()]
+    if job is None:
         await _write_status(kube, body, invalid_spec_status(previous, problems, now, body["metadata"].get("generation")))
-        raise kopf.PermanentError(f"invalid spec: {problems[0][0]}: {problems[0][1]}") from None
+        raise kopf.PermanentError(f"invalid spec: {problems[0][0]}: {problems[0][1]}")
 
     children = await observe(kube, job)
     problems = validate_job(job)

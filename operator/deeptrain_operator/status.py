@@ -502,9 +502,10 @@ def _finish_succeeded(job: DeepTrainingJob, status: Manifest, conditions: _Condi
                       pods: Sequence[Manifest], now: datetime) -> None:
     model = _rank_zero_model(pods)
     if model is not None:
-        status["model"] = model.model_dump(mode="json")
+        # Where the user finds the model is the URI they gave; the trainer reports the path in its pods.
+        status["model"] = {**model.model_dump(mode="json"), "uri": job.spec.output.uri}
         status["metric"] = primary_metric(job.spec.modelType, model.metrics)
-        message = f"trained model {model.uri} (version {model.version})"
+        message = f"trained model {job.spec.output.uri} (version {model.version})"
         if status["metric"]:
             message += f", {status['metric']}"
     else:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import PVC_MOUNT_ROOT, DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 
 from .api.job import DeepTrainingJob
-
-PVC_SCHEME = "pvc://"
+from .volumes import PVC_SCHEME, in_pod_uri
 
 
 class TrainerConfigError(ValueError):
@@ -38,7 +37,7 @@ def build_trainer_config(
             raise TrainerConfigError(
                 f"{field}: {uri} is a PersistentVolumeClaim, mounted only in the cluster; "
                 "use a file:// URI" + (" or pass --output DIR" if field == "spec.output.uri" else ""))
-        return f"file://{PVC_MOUNT_ROOT}/{uri.removeprefix(PVC_SCHEME)}"
+        return in_pod_uri(uri)
 
     validation = spec.dataset.validation
     dataset = DatasetConfig(

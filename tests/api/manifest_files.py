@@ -24,6 +24,16 @@ def expected_field(path: Path) -> str:
     raise AssertionError(f"{path.name} has no '# expect: FIELD' comment")
 
 
+def expected_apiserver_fields(path: Path) -> list[str]:
+    """The fields the apiserver's errors name: `# apiserver field: F` where it differs from `# expect:`
+    (`<nil>` is a root rule's error, the empty path; `none`: the apiserver admits it)."""
+    for line in path.read_text().splitlines():
+        if line.startswith("# apiserver field:"):
+            field = line.split(":", 1)[1].split()[0]
+            return [] if field == "none" else ["" if field == "<nil>" else field]
+    return [expected_field(path)]
+
+
 def minimal_job() -> dict:
     """The smallest valid DeepTrainingJob, with identity fields as the apiserver would set them."""
     return {

@@ -97,6 +97,14 @@ def test_operator_latency_tiny(tmp_path):
     assert all(line["jobs"] == 5 for line in summary)
 
 
+def test_serve_load_tiny(tmp_path):
+    output = tmp_path / "serve_load.json"
+    run_script("serve_load.py", "--requests", "10", "--clients", "4", "--big-side", "1200", "--output", str(output))
+    document = read(output)
+    assert document["codes"] == {"eight-big 200": 1, "one-big 200": 1, "small 200": 8}
+    assert document["server_errors"] == 0 and document["idle_rss"] < document["peak_rss"] < document["rss_bound"]
+
+
 def test_video_decoding_tiny(tmp_path):
     output = tmp_path / "video_decoding.json"
     run_script("video_decoding.py", "--rounds", "1", "--seconds", "2", "--width", "64", "--height", "48",

@@ -77,6 +77,10 @@ CUSTOM_VALUES: dict[str, Any] = {
         "service": {"enabled": True, "annotations": {"prometheus.io/scrape": "true"}},
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}, "interval": "15s", "scrapeTimeout": "5s"},
     },
+    "servingNetworkPolicy": {"enabled": True, "from": [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["shop"]}]}},
+        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.1.0/24"]}}]},
     "serviceAccount": {"create": True, "name": "deeptrain", "annotations": {"example.dev/role": "ops"}},
     "rbac": {"create": True, "aggregateToUserRoles": True, "gangScheduling": True},
     "podAnnotations": {"example.dev/owner": "ml-platform"},

@@ -78,9 +78,9 @@ def test_crds_are_valid_kubernetes_objects():
 @pytest.mark.parametrize("which", ["default", "custom"])
 def test_every_namespaced_object_goes_to_the_release_namespace(which, default_docs, custom_docs):
     docs = default_docs if which == "default" else custom_docs
-    per_namespace_rbac = {"Role", "RoleBinding"}
+    per_watched_namespace = {"Role", "RoleBinding", "NetworkPolicy"}
     for doc in docs:
-        if doc["kind"] in per_namespace_rbac or doc["kind"].startswith("Cluster"):
+        if doc["kind"] in per_watched_namespace or doc["kind"].startswith("Cluster"):
             continue
         assert doc["metadata"].get("namespace") == NAMESPACE, f"{doc['kind']}/{doc['metadata']['name']}"
 
@@ -248,3 +248,35 @@ def test_chart_defaults_match_the_operator_defaults(default_docs):
     # Installing the chart without values must behave like the operator run without any settings.
     from_chart = Settings.from_env(env_of(default_docs))
     assert from_chart == Settings()
+
+
+def test_serving_network_policy_is_opt_in(default_docs):
+    assert find(default_docs, "NetworkPolicy") == []
+
+
+def test_serving_network_policy_guards_the_operator_s_serving_pods_in_each_watched_namespace(custom_docs):
+    from deeptrain_operator.api.workflow import Workflow
+    from deeptrain_operator.workflows.builders import build_deployment
+    from deeptrain_trainer.workflow.contract import SERVE_PORT
+
+    policies = find(custom_docs, "NetworkPolicy")
+    assert sorted(p["metadata"]["namespace"] for p in policies) == CUSTOM_VALUES["operator"]["watchNamespaces"]
+    workflow = Workflow.model_validate({"metadata": {"name": "w", "namespace": "team-a", "uid": "u"},
+                                       "spec": {"nodes": [{"id": "a", "model": {"uri": "pvc://m/a"}}], "serve": {}}})
+    pod_labels = build_deployment(workflow, [], Settings())["spec"]["template"]["metadata"]["labels"]
+    for policy in policies:
+        spec = policy["spec"]
+        assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert spec["policyTypes"] == ["Ingress"]
+        assert spec["ingress"] == [{"ports": [{"protocol": "TCP", "port": SERVE_PORT}],
+                                    "from": CUSTOM_VALUES["servingNetworkPolicy"]["from"]}]
+
+
+def test_serving_network_policy_defaults_to_the_same_namespace_and_needs_namespaces(tmp_path):
+    docs = render(write_values(tmp_path, {"servingNetworkPolicy": {"enabled": True, "namespaces": ["shop"]}}))
+    policy = only(docs, "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == "shop"
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {}}]
+    result = template(values=write_values(tmp_path, {"servingNetworkPolicy": {"enabled": True}}, "none.yaml"),
+                      check=False)
+    assert result.returncode != 0 and "servingNetworkPolicy.namespaces" in result.stderr

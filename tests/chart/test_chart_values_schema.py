@@ -36,6 +36,8 @@ BAD_VALUES = {
     "unknown affinity kind": ({"affinity": {"nodeAfinity": {}}}, "nodeAfinity"),
     "bool as string": ({"metrics": {"serviceMonitor": {"enabled": "yes"}}}, "enabled"),
     "bad scrape interval": ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "interval"),
+    "unknown network peer field": ({"servingNetworkPolicy": {"enabled": True, "from": [{"podSelecter": {}}]}},
+                                   "podSelecter"),
 }
 
 

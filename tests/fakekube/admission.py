@@ -1,7 +1,8 @@
 """Admission of custom resources: the CRD's structural schema, judged by deeptrain's own admission module.
 
 `deeptrain_operator.api.structural` does what the apiserver does (pruning, defaulting, OpenAPI and CEL
-validation); this module only puts its findings in the apiserver's 422 shape.
+validation); this module puts its findings in the apiserver's 422 shape and applies the request's
+field validation (Strict, Warn, Ignore) to the fields pruning would drop.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from deeptrain_operator.api import structural
 
-from .errors import invalid
+from .errors import bad_request, invalid
 from .resources import ResourceType
 
 Object = dict[str, Any]
@@ -41,7 +42,33 @@ def admit(schema: dict[str, Any], new: Object, old: Object | None) -> tuple[Obje
 
 def _cause(error: structural.FieldError) -> Cause:
     return {"reason": _CAUSE_REASONS.get(error.type, "FieldValueInvalid"),
-            "message": str(dataclasses.replace(error, path="")), "field": error.path}
+            "message": str(dataclasses.replace(error, path="")), "field": error.path or "<nil>"}
+
+
+FIELD_VALIDATIONS = ("Ignore", "Warn", "Strict")
+
+
+@dataclasses.dataclass
+class WriteOptions:
+    """What a write request asks for besides its body (dryRun, fieldValidation), and the warnings it earns."""
+
+    dry_run: bool = False
+    # What the apiserver does for a client that sends no fieldValidation: prune, with a Warning header.
+    field_validation: str = "Warn"
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def check_unknown_fields(resource: ResourceType, obj: Object, options: WriteOptions) -> None:
+    """fieldValidation: Strict refuses fields the schema would prune, Warn reports them, Ignore says nothing."""
+    if resource.schema is None or options.field_validation == "Ignore":
+        return
+    unknown = [f'unknown field "{path}"' for path in structural.unknown_fields(resource.schema, obj)]
+    if not unknown:
+        return
+    if options.field_validation == "Strict":
+        raise bad_request(f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}: '
+                          f"strict decoding error: {', '.join(unknown)}")
+    options.warnings.extend(unknown)
 
 
 def admit_custom_object(resource: ResourceType, new: Object, old: Object | None) -> Object:

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from . import discovery, errors
+from .admission import FIELD_VALIDATIONS, WriteOptions
 from .faults import Faults, reason_for
 from .patching import STRATEGIC
 from .resources import ResourceRegistry, ResourceType
@@ -29,6 +30,13 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _error(error: errors.ApiError) -> web.Response:
     return _json(error.status(), error.code)
+
+
+def _warned(response: web.Response, options: WriteOptions) -> web.Response:
+    """The apiserver's warnings as `Warning: 299 - "text"` headers (kubectl prints them)."""
+    for warning in options.warnings:
+        response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+    return response
 
 
 class RequestCounter:
@@ -153,24 +161,40 @@ class ApiServer:
             if method == "POST":
                 if resource.namespaced and url.namespace is None:
                     raise errors.method_not_allowed(method)
-                return _json(self.store.create(resource, namespace, await self._body(request)), 201)
+                options = self._write_options(request)
+                created = self.store.create(resource, namespace, await self._body(request), options)
+                return _warned(_json(created, 201), options)
             if method == "DELETE":
                 return self._delete_collection(resource, url.namespace, query)
         else:
             if method == "GET":
                 return _json(self.store.get(resource, namespace, url.name))
             if method == "PUT":
-                return _json(self.store.replace(resource, namespace, url.name, await self._body(request),
-                                                url.subresource))
+                options = self._write_options(request)
+                replaced = self.store.replace(resource, namespace, url.name, await self._body(request),
+                                              url.subresource, options)
+                return _warned(_json(replaced), options)
             if method == "PATCH":
                 content_type = request.headers.get("Content-Type", "")
                 if content_type.startswith(STRATEGIC) and resource.schema is not None:
                     raise errors.unsupported_media_type(content_type)
-                return _json(self.store.patch(resource, namespace, url.name, content_type,
-                                              await self._body(request), url.subresource))
+                options = self._write_options(request)
+                patched = self.store.patch(resource, namespace, url.name, content_type,
+                                           await self._body(request), url.subresource, options)
+                return _warned(_json(patched), options)
             if method == "DELETE":
                 return await self._delete(request, resource, namespace, url.name)
         raise errors.method_not_allowed(method)
+
+    @staticmethod
+    def _write_options(request: web.Request) -> WriteOptions:
+        dry_run = request.query.getall("dryRun", [])
+        if any(value != "All" for value in dry_run):
+            raise errors.bad_request(f"unsupported dryRun value: {dry_run}; the only supported value is All")
+        validation = request.query.get("fieldValidation", "Warn") or "Warn"
+        if validation not in FIELD_VALIDATIONS:
+            raise errors.bad_request(f'fieldValidation must be one of "Ignore", "Warn", "Strict": got "{validation}"')
+        return WriteOptions(dry_run=bool(dry_run), field_validation=validation)
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
@@ -190,6 +214,9 @@ class ApiServer:
         metadata: dict[str, Any] = {"resourceVersion": str(resource_version)}
         if continue_token:
             metadata["continue"] = continue_token
+        if not resource.custom:
+            # A real apiserver sends built-in kinds' list items without apiVersion and kind.
+            items = [{k: v for k, v in item.items() if k not in ("apiVersion", "kind")} for item in items]
         return _json({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
                       "metadata": metadata, "items": items})
 
@@ -199,6 +226,8 @@ class ApiServer:
         propagation = options.get("propagationPolicy") or request.query.get("propagationPolicy")
         if propagation is None and options.get("orphanDependents") is not None:
             propagation = "Orphan" if options["orphanDependents"] else "Background"
+        if self._write_options(request).dry_run or options.get("dryRun"):
+            return _json(self.store.get(resource, namespace, name))  # `kubectl delete --dry-run=server`
         return _json(self.store.delete(resource, namespace, name, propagation, options.get("preconditions")))
 
     def _delete_collection(self, resource: ResourceType, namespace: str | None, query: Any) -> web.Response:

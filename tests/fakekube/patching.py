@@ -165,7 +165,8 @@ def json_patch(document: Any, operations: Any) -> Any:
             result = _add(result, path, _get(result, operation["from"]))
         elif op == "test":
             if _get(result, path) != operation.get("value"):
-                raise _unprocessable(f"testing value {path!r} failed")
+                # What kube-apiserver answers for a failed test: a 422 that does not say which test failed.
+                raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {})
         else:
             raise bad_request(f"unknown JSON patch operation: {op!r}")
     return result

@@ -24,6 +24,8 @@ class ResourceType:
     schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
     # Generation counts spec changes for custom resources and for the built-in workloads.
     tracks_generation: bool = False
+    # Served from a CRD (list items keep apiVersion/kind) rather than built in.
+    custom: bool = False
 
     @property
     def api_version(self) -> str:
@@ -108,6 +110,7 @@ def resource_from_crd(crd: dict[str, Any]) -> ResourceType | None:
         categories=tuple(names.get("categories", ())),
         schema=(version.get("schema") or {}).get("openAPIV3Schema"),
         tracks_generation=True,
+        custom=True,
     )
 
 

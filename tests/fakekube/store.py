@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import builtin_rules, errors
-from .admission import admit_custom_object
+from .admission import WriteOptions, admit_custom_object, check_unknown_fields
+from .crd_validation import validate_crd
 from .patching import apply_patch
 from .resources import ResourceRegistry, ResourceType, resource_from_crd
 from .watching import Change, ResourceKey, Watcher
@@ -52,6 +53,8 @@ class Store:
         self._resource_version = 0
         self._history: collections.deque[Change] = collections.deque(maxlen=history_limit)
         self._oldest_resumable = 0  # a watch may resume from any resourceVersion >= this
+        # A custom resource's watch history starts when its CRD is established (the apiserver's watch cache).
+        self._served_since: dict[ResourceKey, int] = {}
         self._watchers: set[Watcher] = set()
         self._after_write: Callable[[], None] = lambda: None
         self._create_initial_namespace("default")
@@ -129,8 +132,9 @@ class Store:
                 since_rv = int(since)
             except ValueError:
                 raise errors.bad_request(f"invalid resourceVersion: {since!r}") from None
-            if since_rv < self._oldest_resumable:
-                raise errors.gone(f"too old resource version: {since_rv} ({self._oldest_resumable})")
+            oldest = max(self._oldest_resumable, self._served_since.get(_key(resource), 0))
+            if since_rv < oldest:
+                raise errors.gone(f"too old resource version: {since_rv} ({oldest})")
             for change in self._history:
                 if change.resource_version > since_rv:
                     watcher.offer(change)
@@ -174,8 +178,10 @@ class Store:
         assert namespaces is not None
         self.create(namespaces, "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    def create(self, resource: ResourceType, namespace: str, body: Any) -> Object:
+    def create(self, resource: ResourceType, namespace: str, body: Any, options: WriteOptions | None = None) -> Object:
+        options = options or WriteOptions()
         obj = self._check_body(resource, namespace, body)
+        check_unknown_fields(resource, obj, options)
         meta = obj["metadata"]
         if not meta.get("name"):
             if not meta.get("generateName"):
@@ -202,7 +208,12 @@ class Store:
         builtin_rules.prepare_create(resource, obj)
         if resource.schema is not None:
             obj = admit_custom_object(resource, obj, None)
-        if _key(resource) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        is_crd = _key(resource) == ("apiextensions.k8s.io", "customresourcedefinitions")
+        if is_crd:
+            self._check_crd(obj)
+        if options.dry_run:
+            return copy.deepcopy(obj)  # admitted, never stored: no resourceVersion, no event
+        if is_crd:
             self._accept_crd(obj)
         meta = obj["metadata"]
         meta["resourceVersion"] = self._next_version()
@@ -241,22 +252,22 @@ class Store:
     # ---- update ------------------------------------------------------------------------------------
 
     def replace(self, resource: ResourceType, namespace: str, name: str, body: Any,
-                subresource: str | None = None) -> Object:
+                subresource: str | None = None, options: WriteOptions | None = None) -> Object:
         old = self._existing(resource, namespace, name)
         new = self._check_body(resource, namespace, body)
         if new["metadata"].get("name", name) != name:
             raise errors.bad_request(f"the name of the object ({new['metadata'].get('name')}) does not match the "
                                      f"name on the URL ({name})")
-        return self._write(resource, old, new, subresource)
+        return self._write(resource, old, new, subresource, options or WriteOptions())
 
     def patch(self, resource: ResourceType, namespace: str, name: str, content_type: str, patch: Any,
-              subresource: str | None = None) -> Object:
+              subresource: str | None = None, options: WriteOptions | None = None) -> Object:
         old = self._existing(resource, namespace, name)
         new = apply_patch(content_type, copy.deepcopy(old), patch)
         if not isinstance(new, dict):
             raise errors.bad_request("the patched object is not a JSON object")
         new = self._check_body(resource, namespace, new)
-        return self._write(resource, old, new, subresource)
+        return self._write(resource, old, new, subresource, options or WriteOptions())
 
     def _existing(self, resource: ResourceType, namespace: str, name: str) -> Object:
         obj = self._objects[_key(resource)].get((namespace if resource.namespaced else "", name))
@@ -264,7 +275,10 @@ class Store:
             raise errors.not_found(resource.plural, resource.group, name)
         return obj
 
-    def _write(self, resource: ResourceType, old: Object, new: Object, subresource: str | None) -> Object:
+    def _write(self, resource: ResourceType, old: Object, new: Object, subresource: str | None,
+               options: WriteOptions | None = None) -> Object:
+        options = options or WriteOptions()
+        check_unknown_fields(resource, new, options)
         name = old["metadata"]["name"]
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
@@ -295,7 +309,12 @@ class Store:
         candidate["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if candidate == old:
             return copy.deepcopy(old)  # a no-op write is not a change: same resourceVersion, no event
-        if _key(resource) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        is_crd = _key(resource) == ("apiextensions.k8s.io", "customresourcedefinitions")
+        if is_crd:
+            self._check_crd(candidate)
+        if options.dry_run:
+            return copy.deepcopy(candidate)
+        if is_crd:
             self._accept_crd(candidate)
         candidate["metadata"]["resourceVersion"] = self._next_version()
         key = (old["metadata"].get("namespace", ""), name)
@@ -355,7 +374,8 @@ class Store:
         if propagation == "Orphan":
             self._orphan_dependents(obj["metadata"]["uid"])
         finalizers = self._finalizers(resource, obj)
-        if propagation == "Foreground" and self.has_dependents(obj["metadata"]["uid"]):
+        if propagation == "Foreground":
+            # Even without dependents: the garbage collector removes the finalizer, then the object.
             finalizers.append(FOREGROUND)
         if not finalizers:
             return self._remove(resource, obj)
@@ -363,7 +383,7 @@ class Store:
         meta = marked["metadata"]
         meta["deletionTimestamp"] = now_rfc3339()
         meta["deletionGracePeriodSeconds"] = 0
-        if propagation == "Foreground" and FOREGROUND in finalizers:
+        if propagation == "Foreground":
             meta["finalizers"] = [*meta.get("finalizers", []), FOREGROUND]
         if _key(resource) == ("", "namespaces"):
             marked.setdefault("status", {})["phase"] = "Terminating"
@@ -404,23 +424,35 @@ class Store:
 
     # ---- custom resource definitions ---------------------------------------------------------------
 
-    def _accept_crd(self, crd: Object) -> None:
+    @staticmethod
+    def _check_crd(crd: Object) -> None:
+        """Refuse a CRD the apiextensions server would refuse: its names, versions and schemas."""
         spec = crd.get("spec", {})
+        name = crd["metadata"]["name"]
         expected = f"{spec.get('names', {}).get('plural')}.{spec.get('group')}"
-        if crd["metadata"]["name"] != expected:
-            raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", crd["metadata"]["name"], [{
+        if name != expected:
+            raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, [{
                 "reason": "FieldValueInvalid", "field": "metadata.name",
-                "message": f'Invalid value: "{crd["metadata"]["name"]}": must be spec.names.plural+"."+spec.group'}])
-        resource = resource_from_crd(crd)
-        if resource is None:
-            raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", crd["metadata"]["name"], [{
+                "message": f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group'}])
+        if resource_from_crd(crd) is None:
+            raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, [{
                 "reason": "FieldValueRequired", "field": "spec.versions",
                 "message": "Required value: must have exactly one version marked as storage version"}])
+        causes = validate_crd(crd)
+        if causes:
+            raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
+
+    def _accept_crd(self, crd: Object) -> None:
+        """Serve the custom resource of a checked CRD and mark it Established."""
+        spec = crd.get("spec", {})
+        resource = resource_from_crd(crd)
+        assert resource is not None
         previous = self.registry.lookup(resource.group, resource.version, resource.plural)
         if previous is None:
             for old in self.registry.all():
                 if (old.group, old.plural) == (resource.group, resource.plural):
                     self.registry.remove(old)  # the storage version moved
+            self._served_since[_key(resource)] = self._resource_version
         self.registry.add(resource)
         now = now_rfc3339()
         crd["status"] = {
@@ -438,6 +470,7 @@ class Store:
         resource = resource_from_crd(crd)
         if resource is None:
             return
+        self._served_since.pop(_key(resource), None)
         self.registry.remove(resource)
         instances = self._objects.pop((resource.group, resource.plural), {})
         for obj in instances.values():

@@ -20,13 +20,17 @@ async def rejected(kube: KubeClient, obj: dict) -> KubeApiError:
 
 async def test_invalid_value_in_apiserver_shape(kube: KubeClient, namespace: str) -> None:
     error = await rejected(kube, widget("w", namespace, color="pink"))
-    assert error.message == ('Widget.fake.example.com "w" is invalid: spec.color: Unsupported value: "pink": '
-                             'supported values: "red", "green", "blue"')
+    # As a real apiserver: an enum violation also holds back the CEL rules, and says so at <nil>.
+    assert error.message == ('Widget.fake.example.com "w" is invalid: [spec.color: Unsupported value: "pink": '
+                             'supported values: "red", "green", "blue", <nil>: Invalid value: null: some validation '
+                             'rules were not checked because the object was invalid; correct the existing errors '
+                             'to complete validation]')
     assert error.body["kind"] == "Status" and error.body["status"] == "Failure" and error.body["code"] == 422
     details = error.body["details"]
     assert (details["name"], details["group"], details["kind"]) == ("w", "fake.example.com", "Widget")
-    assert details["causes"] == [{"reason": "FieldValueNotSupported", "field": "spec.color",
-                                  "message": 'Unsupported value: "pink": supported values: "red", "green", "blue"'}]
+    assert details["causes"][0] == {"reason": "FieldValueNotSupported", "field": "spec.color",
+                                    "message": 'Unsupported value: "pink": supported values: "red", "green", "blue"'}
+    assert [cause["field"] for cause in details["causes"]] == ["spec.color", "<nil>"]
 
 
 @pytest.mark.parametrize(("spec", "field"), [
@@ -73,7 +77,7 @@ async def test_defaults_and_pruning(kube: KubeClient, namespace: str) -> None:
 
 async def test_cel_rule_with_message_and_field_path(kube: KubeClient, namespace: str) -> None:
     error = await rejected(kube, widget("w", namespace, size=2, color="blue"))
-    assert error.message == ('Widget.fake.example.com "w" is invalid: spec.size: Invalid value: "object": '
+    assert error.message == ('Widget.fake.example.com "w" is invalid: spec.size: Invalid value: '
                              "blue widgets must be at least size 5")
 
 

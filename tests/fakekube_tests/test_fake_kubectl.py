@@ -51,7 +51,7 @@ async def test_kubectl_shows_admission_errors_and_short_names(kube_env: KubeEnv,
     code, output = await kubectl(kube_env, "create", "--validate=false", "-f", "-",
                                  stdin=json.dumps(widget("w", namespace, color="pink")))
     assert code != 0
-    assert 'The Widget "w" is invalid: spec.color: Unsupported value: "pink"' in output  # kubectl's rendering
+    assert 'The Widget "w" is invalid: \n* spec.color: Unsupported value: "pink"' in output  # kubectl's rendering
     await kubectl(kube_env, "create", "--validate=false", "-f", "-", stdin=json.dumps(widget("w", namespace)))
     assert await kubectl(kube_env, "get", "wid", "-n", namespace, "-o", "name") == \
         (0, "widget.fake.example.com/w\n")

@@ -163,7 +163,9 @@ class KubeClient:
         info = await self.resource(api_version, kind)
         params = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
         listing = await self.request("GET", info.path(namespace), params=params)
-        return listing["items"]
+        # A real apiserver leaves apiVersion/kind off built-in kinds' list items; give every item back complete,
+        # so that it can be passed to patch() and the other verbs like an object read with get().
+        return [{"apiVersion": api_version, "kind": kind, **item} for item in listing["items"]]
 
     async def patch(self, obj_ref: Object, patch: Any, type: str = "merge",
                     subresource: str | None = None) -> Object:

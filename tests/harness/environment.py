@@ -30,13 +30,16 @@ class KubeEnv:
     fake: FakeKubeServer | None
     crds: list[dict[str, Any]] = field(default_factory=list)
     crd_problem: str | None = None
+    crds_refused: bool = False
 
     @property
     def real(self) -> bool:
         return self.fake is None
 
     def require_crds(self) -> None:
-        """Skip the calling test when the project's CRDs could not be installed."""
+        """Fail the calling test when the server refused the project's CRDs; skip it while there are none."""
+        if self.crds_refused:
+            pytest.fail(self.crd_problem or "the CRDs were refused", pytrace=False)
         if self.crd_problem:
             pytest.skip(self.crd_problem)
 
@@ -78,7 +81,9 @@ def _install(env: KubeEnv, crd_dir: Path) -> None:
     try:
         asyncio.run(install_crds(env.kubeconfig, crds))
     except KubeApiError as error:
+        # A refused CRD is a defect of the project (a real apiserver would refuse `helm install` too).
         env.crd_problem = f"installing the CRDs from {crd_dir} failed: {error}"
+        env.crds_refused = True
         return
     env.crds = crds
 

@@ -138,7 +138,8 @@ def test_success_records_the_model_from_rank_zeros_termination_message():
     assert conditions(status)["Succeeded"] == ("True", "JobSucceeded")
     assert conditions(status)["Running"] == ("False", "JobSucceeded")
     assert status["phase"] == "Succeeded"
-    assert status["model"]["uri"] == "file:///mnt/pvc/models/shoes"
+    # The URI the user gave (spec.output.uri), not the path the trainer reported from inside its pod.
+    assert status["model"]["uri"] == "pvc://models/shoes" != MODEL.uri
     assert status["model"]["metrics"]["accuracy"] == pytest.approx(0.9623)
     assert status["metric"] == "accuracy=0.9623"
     assert status["completionTime"] == format_time(NOW)

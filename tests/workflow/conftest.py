@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import io
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 import torch
+from aiohttp import web
 from PIL import Image
 
 from deeptrain_operator.api.workflow import Workflow
@@ -18,10 +24,12 @@ from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.tasks import task_for
 from deeptrain_trainer.tasks.base import ModelSpec
+from deeptrain_trainer.workflow.server import Loaded, create_app
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
+READY_WAIT_SECONDS = 120
 TINY = TemplateScale(width=0.125, depth=0.34)
 TEMPLATES = {catalog.VISUAL_DETECTOR: "InceptionV2", catalog.VISUAL_EMBEDDER: "ResNext",
              catalog.VISUAL_CLASSIFIER: "ResNext"}
@@ -72,3 +80,35 @@ CROP_GRAPH = [
 def noise_image(width: int, height: int, seed: int) -> Image.Image:
     pixels = np.random.default_rng(seed).integers(0, 255, size=(height, width, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def b64(image: Image.Image) -> str:
+    return base64.b64encode(png_bytes(image)).decode()
+
+
+@contextlib.asynccontextmanager
+async def serving(loader: Callable[[], Loaded], **options) -> AsyncIterator[str]:
+    runner = web.AppRunner(create_app(loader, **options))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> dict:
+    for _ in range(READY_WAIT_SECONDS * 10):
+        async with session.get(f"{base}/readyz") as response:
+            if response.status == 200:
+                return await response.json()
+        await asyncio.sleep(0.1)
+    raise AssertionError("the service never became ready")

@@ -3,64 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import numpy as np
 import pytest
 import yaml
-from aiohttp import web
-from PIL import Image
 
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
 from deeptrain_trainer.workflow.index import Index
 from deeptrain_trainer.workflow.models import models_dir_resolver
-from deeptrain_trainer.workflow.server import Loaded, create_app
+from deeptrain_trainer.workflow.server import Loaded
 
-from .conftest import CROP_GRAPH, noise_image, workflow_of
-
-READY_WAIT_SECONDS = 120
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def b64(image: Image.Image) -> str:
-    return base64.b64encode(png_bytes(image)).decode()
-
-
-@contextlib.asynccontextmanager
-async def serving(loader: Callable[[], Loaded], **options) -> AsyncIterator[str]:
-    runner = web.AppRunner(create_app(loader, **options))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> dict:
-    for _ in range(READY_WAIT_SECONDS * 10):
-        async with session.get(f"{base}/readyz") as response:
-            if response.status == 200:
-                return await response.json()
-        await asyncio.sleep(0.1)
-    raise AssertionError("the service never became ready")
+from .conftest import (
+    CROP_GRAPH,
+    READY_WAIT_SECONDS,
+    b64,
+    noise_image,
+    png_bytes,
+    serving,
+    wait_ready,
+    workflow_of,
+)
 
 
 @pytest.fixture(scope="module")

@@ -110,3 +110,38 @@ def test_a_superseded_default_neither_indexes_nor_blocks_ready():
     found = conditions(status)
     assert found["Default"] == ("False", "SupersededBy") and found["Indexed"] == ("False", "NotDefault")
     assert status["phase"] == "Ready"
+
+
+AUTH = {"secretRef": {"name": "search-tokens"}}
+
+
+def test_serving_with_auth_takes_its_tokens_from_the_secret_and_listens_on_every_interface():
+    container = builders.build_deployment(workflow(serve={"auth": AUTH}), PINNED, Settings())[
+        "spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--host") + 1] == "0.0.0.0"
+    tokens = next(env for env in container["env"] if env["name"] == "DEEPTRAIN_SERVE_TOKENS")
+    assert tokens["valueFrom"] == {"secretKeyRef": {"name": "search-tokens", "key": "tokens"}}
+    open_container = builders.build_deployment(workflow(serve={}), PINNED, Settings())[
+        "spec"]["template"]["spec"]["containers"][0]
+    assert all(env["name"] != "DEEPTRAIN_SERVE_TOKENS" for env in open_container["env"])
+
+
+def serve_pod(reason: str, message: str) -> dict:
+    return {"metadata": {"name": "search-serve-abc"}, "status": {"containerStatuses": [
+        {"name": "serve", "state": {"waiting": {"reason": reason, "message": message}}}]}}
+
+
+def test_a_missing_auth_secret_is_a_serving_condition_naming_the_secret_and_the_fix():
+    jobs = {"detector": succeeded("detector", "d1"), "embedder": succeeded("embedder", "e1")}
+    served = workflow(serve={"auth": {**AUTH, "key": "api"}})
+    rolling = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}}
+    for message in ('secret "search-tokens" not found', "couldn't find key api in Secret team/search-tokens"):
+        observed = WorkflowObserved(jobs=jobs, deployment=rolling,
+                                    serve_pods=[serve_pod("CreateContainerConfigError", message)])
+        status = compute_workflow_status(served, observed, NOW)
+        assert conditions(status)["Serving"] == ("False", "AuthSecretNotFound") and status["phase"] == "Pending"
+        serving = next(cond for cond in status["conditions"] if cond["type"] == "Serving")
+        assert message in serving["message"] and "create Secret 'search-tokens' with key 'api'" in serving["message"]
+    other = WorkflowObserved(jobs=jobs, deployment=rolling,
+                             serve_pods=[serve_pod("CreateContainerConfigError", 'configmap "x" not found')])
+    assert conditions(compute_workflow_status(served, other, NOW))["Serving"] == ("False", "ServePodWaiting")

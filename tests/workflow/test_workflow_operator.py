@@ -135,7 +135,7 @@ async def test_waits_for_a_running_job_then_pins_the_models_when_they_succeed(ku
     assert_condition(ready, "ModelsReady", "True", reason="ModelsResolved")
     nodes = {node["id"]: node for node in ready["status"]["nodes"]}
     assert nodes["detect"]["deepTrainingJob"] == "detector" and nodes["detect"]["version"] == "dddddddddddd"
-    assert nodes["detect"]["modelUri"] == "file:///mnt/pvc/models/detector"
+    assert nodes["detect"]["modelUri"] == "pvc://models/detector"
     assert nodes["embed"]["version"] == "eeeeeeeeeeee" and nodes["crop"]["ready"]
     for job in ("detector", "embedder"):
         found = await wait_job(kube, namespace, job, lambda obj: back_references(obj) == ["shape-search"],
@@ -258,8 +258,34 @@ async def test_two_default_workflows_the_newest_wins_and_indexes(kube, namespace
     await job_player.succeed(index_job, index_termination_message(42, "abcdef012345", "unused"))
     indexed = await wait_workflow("newer", type="Indexed", reason="IndexBuilt")
     assert indexed["status"]["index"]["size"] == 42 and indexed["status"]["index"]["version"] == "abcdef012345"
-    assert indexed["status"]["index"]["uri"] == "file:///mnt/pvc/models/index/newer"
+    assert indexed["status"]["index"]["uri"] == "pvc://models/index/newer"  # beside the embedder, as the user names it
     assert_condition(indexed, "Ready", "True")
 
     await kube.delete(API_VERSION, WORKFLOW_KIND, "newer", namespace)
     await wait_workflow("older", type="Default", reason="IsDefault")
+
+
+async def test_serving_with_a_missing_token_secret_says_so_naming_the_fix(kube, namespace, operator, train,
+                                                                       wait_workflow):
+    await train("embedder", "visual-embedder", version="111111111111")
+    auth = {"secretRef": {"name": "search-tokens"}}
+    await kube.create(workflow_manifest("guarded", namespace, [{"id": "embed", "model": {"deepTrainingJob": "embedder"}}],
+                                        serve={"replicas": 1, "auth": auth}))
+    deployment = await kube.wait_for("apps/v1", "Deployment", "guarded-serve", namespace, lambda obj: obj is not None,
+                                     what="the serve Deployment")
+    template = deployment["spec"]["template"]
+    container = template["spec"]["containers"][0]
+    assert {"name": "DEEPTRAIN_SERVE_TOKENS",
+            "valueFrom": {"secretKeyRef": {"name": "search-tokens", "key": "tokens"}}} in container["env"]
+    # What the ReplicaSet controller and the kubelet make of it while the Secret does not exist.
+    pod = await kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "guarded-serve-7c9d-x1", "namespace": namespace, "labels": template["metadata"]["labels"]},
+        "spec": template["spec"]})
+    await kube.patch(pod, {"status": {"phase": "Pending", "containerStatuses": [{
+        "name": container["name"], "image": container["image"], "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"waiting": {"reason": "CreateContainerConfigError",
+                              "message": 'secret "search-tokens" not found'}}}]}}, subresource="status")
+    refused = await wait_workflow("guarded", type="Serving", status="False", reason="AuthSecretNotFound")
+    message = find_condition(refused, "Serving")["message"]
+    assert "guarded-serve-7c9d-x1" in message and "create Secret 'search-tokens' with key 'tokens'" in message
+    assert refused["status"]["phase"] == "Pending"

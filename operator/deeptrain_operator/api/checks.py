@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from deeptrain_trainer import catalog
@@ -22,11 +23,7 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
     problems: list[Problem] = list(
         catalog.check_hyperparameters(spec.modelType, spec.template, spec.hyperparameters.to_dict()))
     name = job.metadata.name or ""
-    if not _DNS_LABEL.match(name) or len(name) > MAX_JOB_NAME_LENGTH:
-        # The name becomes the rendezvous Service and the pods' hostnames.
-        problems.append(("metadata.name", f"{name!r} must be a DNS label (lowercase letters, digits and '-', "
-                                          f"starting with a letter, at most {MAX_JOB_NAME_LENGTH} characters "
-                                          "to leave room for <name>-<attempt>-<index> pod hostnames); rename the job"))
+    problems.extend(job_name_problems(name))
     if spec.baseModel is not None and spec.baseModel.deepTrainingJob == name:
         problems.append(("spec.baseModel.deepTrainingJob", "a job cannot warm-start from its own model; "
                                                            "name another DeepTrainingJob or give baseModel.uri"))
@@ -42,6 +39,30 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
                              f"the global batch of {batch_size} is smaller than the {processes} training processes; "
                              "raise batch_size or lower workers/nprocPerNode"))
     return problems
+
+
+def unknown_hyperparameters(hyperparameters: object) -> list[Problem]:
+    """Keys of spec.hyperparameters that are not hyperparameters (the CRD keeps them so they are seen)."""
+    if not isinstance(hyperparameters, dict):
+        return []
+    known = sorted(catalog.HYPERPARAMETERS)
+    problems = []
+    for key in hyperparameters:
+        if key in catalog.HYPERPARAMETERS:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]}? " if close else ""
+        problems.append((f"spec.hyperparameters.{key}", f"is not a hyperparameter; {hint}use one of: {', '.join(known)}"))
+    return problems
+
+
+def job_name_problems(name: str) -> list[Problem]:
+    """The job's name becomes the rendezvous Service and the pods' hostnames: it must leave room for them."""
+    if _DNS_LABEL.match(name) and len(name) <= MAX_JOB_NAME_LENGTH:
+        return []
+    return [("metadata.name", f"{name!r} must be a DNS label (lowercase letters, digits and '-', "
+                              f"starting with a letter, at most {MAX_JOB_NAME_LENGTH} characters "
+                              "to leave room for <name>-<attempt>-<index> pod hostnames); rename the job")]
 
 
 def validate_object(obj: DeepTrainingJob | Workflow) -> list[Problem]:

@@ -66,7 +66,11 @@ Hyperparameters = create_model(  # type: ignore[call-overload]
     __validators__={"at_most_one_learning_rate": model_validator(mode="after")(_at_most_one_learning_rate)},
     **{name: _hyperparameter_field(hp) for name, hp in catalog.HYPERPARAMETERS.items()},
 )
-Hyperparameters.model_config["json_schema_extra"] = {"x-kubernetes-validations": [rules.at_most_one_learning_rate()]}
+# Unknown keys are kept rather than pruned: a client that does not ask for strict field validation
+# would otherwise have a misspelt hyperparameter dropped silently, and the job would train without it.
+# The operator refuses such a job (checks.unknown_hyperparameters).
+Hyperparameters.model_config["json_schema_extra"] = {"x-kubernetes-validations": [rules.at_most_one_learning_rate()],
+                                                     "x-kubernetes-preserve-unknown-fields": True}
 Hyperparameters.model_rebuild(force=True)
 
 # The effective values: every hyperparameter of the catalog typed, no ranges (the operator computed them).

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from . import structural
-from .checks import validate_object
+from .checks import job_name_problems, unknown_hyperparameters, validate_object
 from .common import API_VERSION
 from .crdgen import schema_for
 from .job import DeepTrainingJob
@@ -69,12 +69,21 @@ def admit(document: Any, *, index: int | None = None) -> ApiObject:
     metadata = document.get("metadata")
     if not isinstance(metadata, dict) or not metadata.get("name"):
         raise ManifestError("metadata.name", "Required value; give the object a name", document=index)
+    if kind == DeepTrainingJob.__name__:
+        # Checked before the schema: the apiserver reports its name rule at the object's root.
+        problems = job_name_problems(str(metadata["name"]))
+        if problems:
+            raise ManifestError(*problems[0], document=index)
 
     schema = _schema(kind)
     defaulted = structural.apply_defaults(schema, document)
     errors = structural.validate(schema, defaulted, strict=True)
     if errors:
         raise ManifestError.from_field_errors(errors, index)
+    if kind == DeepTrainingJob.__name__:
+        problems = unknown_hyperparameters(defaulted["spec"].get("hyperparameters"))
+        if problems:
+            raise ManifestError(*problems[0], document=index, more=len(problems) - 1)
     try:
         obj = MODELS[kind].model_validate(structural.prune(schema, defaulted))
     except ValidationError as error:

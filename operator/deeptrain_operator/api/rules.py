@@ -103,9 +103,15 @@ def unchanged(field: str, *, always_present: bool) -> str:
 
 
 def name_fits_pod_hostnames() -> Rule:
-    return {"rule": f"size(self.metadata.name) <= {MAX_JOB_NAME_LENGTH}", "fieldPath": ".metadata.name",
-            "message": f"at most {MAX_JOB_NAME_LENGTH} characters, to leave room for the pods' "
-                       "hostnames (<name>-<attempt>-<index>); rename the job"}
+    """Root rule on the object's name.
+
+    Without a fieldPath: the apiserver accepts a fieldPath only to a field the CRD schema declares,
+    and our schema leaves metadata to the apiserver. The error is reported at the object's root, so
+    the message names the field.
+    """
+    return {"rule": f"size(self.metadata.name) <= {MAX_JOB_NAME_LENGTH}",
+            "message": f"metadata.name must be at most {MAX_JOB_NAME_LENGTH} characters, to leave room for the "
+                       "pods' hostnames (<name>-<attempt>-<index>); rename the job"}
 
 
 def immutable_while_active(frozen_fields: dict[str, bool]) -> Rule:

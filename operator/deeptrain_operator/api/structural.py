@@ -33,8 +33,20 @@ _WITHOUT_VALUE = {REQUIRED, FORBIDDEN, TOO_LONG, UNKNOWN_FIELD}
 _CEL_REASONS = {"FieldValueRequired": REQUIRED, "FieldValueForbidden": FORBIDDEN,
                 "FieldValueDuplicate": DUPLICATE, "FieldValueInvalid": INVALID}
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-_NOT_CHECKED = ("some validation rules were not checked because the object was invalid; "
-                "correct the existing errors to complete validation")
+NOT_CHECKED = ("some validation rules were not checked because the object was invalid; "
+               "correct the existing errors to complete validation")
+# Schema errors after which the apiserver does not run the CEL rules at all.
+_BLOCKING_CEL = {REQUIRED, UNSUPPORTED, TOO_LONG, TOO_MANY}
+
+
+class _Omitted:
+    """The value of a FieldError the apiserver does not print: a failed rule on an object or list."""
+
+    def __repr__(self) -> str:
+        return "OMITTED"
+
+
+OMITTED = _Omitted()
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class FieldError:
 
     def __str__(self) -> str:
         body = self.type
-        if self.type not in _WITHOUT_VALUE:
+        if self.type not in _WITHOUT_VALUE and self.value is not OMITTED:
             body += f": {_show(self.value)}"
         if self.message:
             body += f": {self.message}"
@@ -71,9 +83,9 @@ def validate(schema: Schema, obj: Any, *, old: Any | None = None, strict: bool =
     """
     errors: list[FieldError] = []
     _check_schema(schema, obj, "", errors, strict=strict, root=True)
-    if any(error.type_mismatch for error in errors):
-        # As the apiserver: CEL sees typed values only, so rules wait until the types are right.
-        errors.append(FieldError("", INVALID, None, _NOT_CHECKED))
+    if any(error.type_mismatch or error.type in _BLOCKING_CEL for error in errors):
+        # As the apiserver: rules wait until the object is typed, complete and within its sizes and enums.
+        errors.append(FieldError("", INVALID, None, NOT_CHECKED))
         return errors
     _check_rules(schema, obj, old, old is not None, "", errors)
     return errors
@@ -227,7 +239,7 @@ def _check_rules(schema: Schema, value: Any, old: Any, has_old: bool, path: str,
             if cel.references_old_self(rule["rule"]) and not has_old:
                 continue
             bindings = {"self": self_value, **({"oldSelf": old_value} if has_old else {})}
-            error = _evaluate_rule(rule, bindings, schema, path)
+            error = _evaluate_rule(rule, bindings, value, path)
             if error is not None:
                 errors.append(error)
 
@@ -250,12 +262,14 @@ def _check_rules(schema: Schema, value: Any, old: Any, has_old: bool, path: str,
             _check_rules(items, item, old_items.get(key), has_old_item, f"{path}[{index}]", errors)
 
 
-def _evaluate_rule(rule: dict[str, Any], bindings: dict[str, Any], schema: Schema, path: str) -> FieldError | None:
+def _evaluate_rule(rule: dict[str, Any], bindings: dict[str, Any], value: Any, path: str) -> FieldError | None:
     where = (path + rule["fieldPath"]).lstrip(".") if rule.get("fieldPath") else path
+    # The apiserver prints the value a rule judged when it is a scalar, and nothing for objects and lists.
+    shown = OMITTED if isinstance(value, dict | list) else value
     try:
         passed = cel.evaluate(rule["rule"], bindings)
     except cel.RuleError as error:
-        return FieldError(where, INVALID, schema.get("type", ""), f"rule {rule['rule']!r} could not be evaluated: {error}")
+        return FieldError(where, INVALID, shown, f"rule {rule['rule']!r} could not be evaluated: {error}")
     if passed is True:
         return None
     message = rule.get("message") or f"failed rule: {rule['rule']}"
@@ -266,7 +280,7 @@ def _evaluate_rule(rule: dict[str, Any], bindings: dict[str, Any], schema: Schem
             computed = ""
         message = computed if computed.strip() else message
     error_type = _CEL_REASONS.get(rule.get("reason", ""), INVALID)
-    return FieldError(where, error_type, schema.get("type", ""), message)
+    return FieldError(where, error_type, shown, message)
 
 
 def _map_key(schema: Schema, item: Any) -> str | None:
@@ -327,6 +341,32 @@ def _prune(schema: Schema, value: Any, *, root: bool = False) -> None:
     elif isinstance(value, list):
         for item in value:
             _prune(schema.get("items", {}), item)
+
+
+def unknown_fields(schema: Schema, obj: Any) -> list[str]:
+    """Paths of the fields `prune` drops, as the apiserver names them in its field validation."""
+    found: list[str] = []
+    _unknown(schema, obj, "", found, root=True)
+    return found
+
+
+def _unknown(schema: Schema, value: Any, path: str, found: list[str], *, root: bool = False) -> None:
+    if isinstance(value, dict):
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields")
+        properties: dict[str, Schema] = schema.get("properties", {})
+        values_schema = schema.get("additionalProperties")
+        for name, item in value.items():
+            if root and name in _ALWAYS_KEPT_AT_ROOT:
+                continue
+            if name in properties:
+                _unknown(properties[name], item, _child(path, name), found)
+            elif isinstance(values_schema, dict):
+                _unknown(values_schema, item, _child(path, name), found)
+            elif not preserve:
+                found.append(_child(path, name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _unknown(schema.get("items", {}), item, f"{path}[{index}]", found)
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -397,11 +437,11 @@ def _number(value: float) -> str:
 def _show(value: Any) -> str:
     """A value as the apiserver prints it: strings quoted, numbers and booleans bare, the rest as JSON."""
     if value is None:
-        return '"null"'
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return _number(value)
     if isinstance(value, str):
         return json.dumps(value)
-    return json.dumps(value, sort_keys=True)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

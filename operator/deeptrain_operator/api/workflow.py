@@ -14,6 +14,7 @@ from .common import (
     MESSAGE_MAX_LENGTH,
     ApiModel,
     Condition,
+    LocalObjectReference,
     ObjectMeta,
     ResourceRequirements,
     StatusModel,
@@ -97,11 +98,23 @@ class WorkflowNode(ApiModel):
         description="Ids of earlier nodes whose outputs feed this one; none: the graph's input.")
 
 
+class ServeAuth(ApiModel):
+    """Bearer-token authentication of the serving API: every call but probes and metrics needs a token."""
+
+    secretRef: LocalObjectReference = Field(
+        description="Secret in the workflow's namespace holding the accepted tokens.")
+    key: str = Field(default="tokens", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key of the Secret whose value lists the accepted tokens, separated by "
+                                 "whitespace or commas (several, to rotate without downtime).")
+
+
 class Serve(ApiModel):
     """An HTTP inference service for the graph."""
 
     replicas: int = Field(default=1, ge=0, le=1000)
     resources: ResourceRequirements | None = None
+    auth: ServeAuth | None = Field(default=None, description="Ask callers for a bearer token from this Secret; "
+                                                             "without it the service answers anyone who reaches it.")
 
 
 class IndexDataset(ApiModel):

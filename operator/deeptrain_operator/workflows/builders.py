@@ -4,8 +4,7 @@ Children: a ConfigMap with the Workflow manifest the pods read, the serve Deploy
 (spec.serve), and indexing Jobs (spec.index, default workflow only). Names are deterministic, labels
 explicit (never the CR's), and each child has a controlling ownerReference to the Workflow.
 
-Model and index directories reach the pods as PersistentVolumeClaim mounts: `pvc://CLAIM/PATH` and
-the trainer's own `file:///mnt/pvc/CLAIM/PATH` both mean CLAIM mounted at /mnt/pvc/CLAIM.
+Model and index directories reach the pods as PersistentVolumeClaim mounts (see volumes.py).
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ from deeptrain_trainer.workflow import contract as pod
 from .. import constants as c
 from ..api.workflow import Workflow
 from ..settings import Settings
+from ..volumes import claim_and_path
 
 Manifest = dict[str, Any]
 PinnedNode = dict[str, Any]  # status.nodes[] entry: {id, deepTrainingJob?, modelUri, version}
 
-PVC_SCHEME = "pvc://"
-MOUNTED_PREFIX = f"file://{PVC_MOUNT_ROOT}/"
 # Children names append at most `-index-<10 hex>`; Services and Job pods need 63-character DNS labels.
 MAX_WORKFLOW_NAME_LENGTH = 46
 INDEX_BACKOFF_LIMIT = 2
@@ -43,6 +41,11 @@ def config_map_name(workflow_name: str) -> str:
 def serve_name(workflow_name: str) -> str:
     """The Deployment and the Service: the endpoint is http://<name>-serve.<namespace>.svc:8080."""
     return f"{workflow_name}-serve"
+
+
+def serve_selector(workflow_name: str) -> dict[str, str]:
+    """The labels that pick the serving pods (Deployment selector, Service, NetworkPolicy in the chart)."""
+    return {c.LABEL_WORKFLOW_NAME: workflow_name, c.LABEL_COMPONENT: c.COMPONENT_SERVE}
 
 
 def index_job_name(workflow_name: str, index_hash: str) -> str:
@@ -82,15 +85,6 @@ def _digest(data: Any) -> str:
 
 
 # --- where things are in the pods --------------------------------------------------------------------
-
-def claim_and_path(uri: str) -> tuple[str | None, str]:
-    """(the claim to mount or None, the path the pods read) for a model, dataset or index URI."""
-    for prefix in (PVC_SCHEME, MOUNTED_PREFIX):
-        if uri.startswith(prefix):
-            rest = uri.removeprefix(prefix)
-            return rest.split("/", 1)[0] or None, f"{PVC_MOUNT_ROOT}/{rest}"
-    return None, uri.removeprefix("file://") if uri.startswith("file://") else uri
-
 
 def index_location(workflow: Workflow, embed_model_uri: str) -> str:
     """The index's URI: `index/<workflow>` beside the embedder's model directory, in the same scheme."""
@@ -178,7 +172,8 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
     name = _name(workflow)
     serve = workflow.spec.serve
     assert serve is not None, "only workflows with spec.serve are served"
-    arguments = [pod.ARG_WORKFLOW, _workflow_path(), *model_arguments(pinned), pod.ARG_PORT, str(pod.SERVE_PORT)]
+    arguments = [pod.ARG_WORKFLOW, _workflow_path(), *model_arguments(pinned), pod.ARG_HOST, pod.POD_BIND_ADDRESS,
+                 pod.ARG_PORT, str(pod.SERVE_PORT)]
     read = [node["modelUri"] for node in pinned if node.get("modelUri")]
     if index_uri is not None:
         arguments += [pod.ARG_INDEX, claim_and_path(index_uri)[1]]
@@ -200,6 +195,11 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
     }
     if serve.resources is not None:
         container["resources"] = serve.resources.to_dict()
+    if serve.auth is not None:
+        # An env var from a missing Secret or key stops the container with CreateContainerConfigError,
+        # which the status reports as AuthSecretNotFound: the service never starts open by mistake.
+        container["env"].append({"name": pod.ENV_SERVE_TOKENS, "valueFrom": {"secretKeyRef": {
+            "name": serve.auth.secretRef.name, "key": serve.auth.key}}})
     pod_labels = labels(name, c.COMPONENT_SERVE)
     return {
         "apiVersion": "apps/v1",
@@ -207,7 +207,7 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
         "metadata": _metadata(workflow, serve_name(name), c.COMPONENT_SERVE),
         "spec": {
             "replicas": serve.replicas,
-            "selector": {"matchLabels": {c.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: c.COMPONENT_SERVE}},
+            "selector": {"matchLabels": serve_selector(name)},
             "template": {
                 "metadata": {"labels": pod_labels, "annotations": {
                     c.ANNOTATION_MODELS_HASH: models_hash(workflow, pinned, index_version),
@@ -226,7 +226,7 @@ def build_service(workflow: Workflow) -> Manifest:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(workflow, serve_name(name), c.COMPONENT_SERVE),
-        "spec": {"selector": {c.LABEL_WORKFLOW_NAME: name, c.LABEL_COMPONENT: c.COMPONENT_SERVE},
+        "spec": {"selector": serve_selector(name),
                  "ports": [{"name": c.HTTP_PORT_NAME, "port": pod.SERVE_PORT, "targetPort": c.HTTP_PORT_NAME,
                             "protocol": "TCP"}]},
     }

@@ -129,7 +129,10 @@ async def reconcile_workflow(kube: k.KubeClient, settings: Settings, namespace: 
     index_pods = await kube.list(k.POD, namespace, label_selector={JOB_COMPLETION_LABEL: index_job_name}) \
         if index_job is not None else []
     deployment = await kube.get_or_none(k.DEPLOYMENT, namespace, builders.serve_name(name))
-    observed = WorkflowObserved(jobs=jobs, problems=problems, deployment=deployment, index_job=index_job,
+    serve_pods = await kube.list(k.POD, namespace, label_selector=builders.serve_selector(name)) \
+        if deployment is not None else []
+    observed = WorkflowObserved(jobs=jobs, problems=problems, deployment=deployment, serve_pods=serve_pods,
+                                index_job=index_job,
                                 index_pods=index_pods, default_winner=default_winner(workflows), index_uri=index_uri)
     status = compute_workflow_status(workflow, observed, now)
     await _record(kube, body, status, now)

@@ -21,6 +21,8 @@ from .builders import endpoint
 
 Manifest = dict[str, Any]
 Problem = tuple[str, str]
+# Kubelet waiting reasons for a container it cannot even create from its spec (env, mounts).
+CONTAINER_CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class WorkflowObserved:
     jobs: Mapping[str, ModelState] = field(default_factory=dict)  # by DeepTrainingJob name
     problems: Sequence[Problem] = ()
     deployment: Manifest | None = None
+    serve_pods: Sequence[Manifest] = ()  # pods of the serve Deployment
     index_job: Manifest | None = None  # the indexing Job for the current pins, if created
     index_pods: Sequence[Manifest] = ()
     default_winner: str | None = None  # the newest default workflow of the namespace
@@ -101,6 +104,23 @@ def _deployment_available(deployment: Manifest | None, wanted: int) -> tuple[boo
     if wanted > 0 and current and available >= wanted and updated >= wanted:
         return True, f"{available}/{wanted} replicas available"
     return False, f"{available}/{wanted} replicas available, {updated} updated"
+
+
+def serve_pod_problem(workflow: Workflow, pods: Sequence[Manifest]) -> tuple[str, str] | None:
+    """Why the kubelet cannot start a serving container (a missing auth Secret above all), if it says so."""
+    auth = workflow.spec.serve.auth if workflow.spec.serve is not None else None
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if container.get("name") != c.SERVE_CONTAINER or waiting.get("reason") not in CONTAINER_CONFIG_ERRORS:
+                continue
+            said = f"pod {pod['metadata']['name']}: {waiting.get('message') or waiting['reason']}"
+            if auth is not None and auth.secretRef.name in (waiting.get("message") or ""):
+                return c.REASON_AUTH_SECRET_NOT_FOUND, (
+                    f"{said}; create Secret {auth.secretRef.name!r} with key {auth.key!r} listing the accepted "
+                    "tokens (spec.serve.auth.secretRef), or remove spec.serve.auth")
+            return c.REASON_SERVE_POD_WAITING, said
+    return None
 
 
 def _job_finished(job: Manifest) -> str | None:
@@ -171,8 +191,12 @@ def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now:
             conditions.set(c.SERVING, False, waiting_reason, waiting_message)
         else:
             available, text = _deployment_available(observed.deployment, spec.serve.replicas)
-            conditions.set(c.SERVING, available,
-                           c.REASON_DEPLOYMENT_AVAILABLE if available else c.REASON_DEPLOYMENT_PROGRESSING, text)
+            problem = None if available else serve_pod_problem(workflow, observed.serve_pods)
+            if problem is not None:
+                conditions.set(c.SERVING, False, *problem)
+            else:
+                conditions.set(c.SERVING, available,
+                               c.REASON_DEPLOYMENT_AVAILABLE if available else c.REASON_DEPLOYMENT_PROGRESSING, text)
         blockers.append(conditions.get(c.SERVING) or {})
     else:
         conditions.drop(c.SERVING)

@@ -49,7 +49,7 @@ async def test_running_then_succeeded_with_the_model_recorded(kube, namespace, o
     await job_player.succeed(job, {0: TerminationMessage(reason="Succeeded", model=MODEL).to_json()})
     done = await wait_job("shoes", type="Succeeded")
     assert done["status"]["phase"] == "Succeeded"
-    assert done["status"]["model"]["uri"] == MODEL.uri
+    assert done["status"]["model"]["uri"] == "pvc://models/shoes"  # spec.output.uri, where the user finds it
     assert done["status"]["model"]["version"] == MODEL.version
     assert done["status"]["metric"] == "accuracy=0.962"
     assert done["status"]["completionTime"]

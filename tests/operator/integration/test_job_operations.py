@@ -167,3 +167,18 @@ async def test_a_spec_only_the_operator_can_refuse_fails_with_invalid_spec(kube,
     assert failed["status"]["message"].startswith("spec.nprocPerNode:")
     assert failed["status"]["phase"] == "Failed"
     assert await kube.list("batch/v1", "Job", namespace) == []
+
+
+async def test_an_unknown_hyperparameter_is_never_dropped_silently(kube, namespace, operator, wait_job):
+    # kubectl asks for Strict field validation; a client that asks for Warn (or nothing) only gets a warning,
+    # and the CRD keeps the key, so that the operator refuses the job instead of training without the setting.
+    manifest = job_manifest("shoes", namespace, hyperparameters={"batch_size": 8, "num_epochs": 2,
+                                                                 "learning_rate": 0.01})
+    info = await kube.resource(API_VERSION, KIND)
+    created = await kube.request("POST", info.path(namespace), manifest, params={"fieldValidation": "Warn"})
+    assert created["spec"]["hyperparameters"]["learning_rate"] == 0.01
+    failed = await wait_job("shoes", type="Failed", reason="InvalidSpec")
+    message = failed["status"]["message"]
+    assert message.startswith("spec.hyperparameters.learning_rate: is not a hyperparameter; did you mean lrate?")
+    assert "per_item_lrate" in message and "batch_size" in message
+    assert await kube.list("batch/v1", "Job", namespace) == []

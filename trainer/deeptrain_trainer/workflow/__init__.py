@@ -8,6 +8,8 @@
     clusters = kmeans(index, k=8, seed=0)                                  # .kmeans
 
 `deeptrain workflow run`, `deeptrain index` and `deeptrain search` are thin shells over these;
-`python -m deeptrain_trainer.serve` runs the HTTP service (.server). The package itself imports
+`python -m deeptrain_trainer.serve` runs the HTTP service (.server), which admits requests through
+a bounded queue (.admission), reads and parses bodies within limits (.body, .limits), decodes
+inputs (.inputs) and checks bearer tokens (.auth). The package itself imports
 nothing, so that the operator (no torch) can read the pod contract in .contract.
 """

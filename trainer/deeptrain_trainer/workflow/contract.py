@@ -13,6 +13,12 @@ SERVE_PORT = 8080
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 METRICS_PATH = "/metrics"
+OPENAPI_PATH = "/openapi.json"
+# Bearer tokens of the serving API (whitespace- or comma-separated); the operator fills it from the
+# Secret key named in spec.serve.auth.
+ENV_SERVE_TOKENS = "DEEPTRAIN_SERVE_TOKENS"
+# Every interface, in a pod (the Service reaches it there); locally the server listens on loopback.
+POD_BIND_ADDRESS = "0.0.0.0"  # noqa: S104
 
 # Arguments of `python -m deeptrain_trainer.serve` and of `deeptrain index`.
 ARG_WORKFLOW = "--workflow"
@@ -20,6 +26,7 @@ ARG_MODEL = "--model"  # NODE=DIR, once per model node
 ARG_INDEX = "--index"
 ARG_OUTPUT = "--output"
 ARG_PORT = "--port"
+ARG_HOST = "--host"
 ARG_ALLOW_URI_PREFIX = "--allow-uri-prefix"
 
 WORKFLOW_FILENAME = "workflow.json"  # the Workflow manifest, as the serve and index pods read it

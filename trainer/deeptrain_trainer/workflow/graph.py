@@ -33,7 +33,7 @@ from PIL import Image
 from deeptrain_operator.api.workflow import Workflow, WorkflowNode
 
 from .. import catalog
-from ..data.video import VideoSource
+from ..data.video import VideoLimits, VideoSource
 from ..inference import Predictor, load_model
 from .crop import DEFAULT_MARGIN, Box, box_in_parent, crop_region, rounded
 from .errors import WorkflowError
@@ -46,6 +46,7 @@ IMAGE_CROP = "image-crop"
 class VideoInput:
     source: VideoSource
     rate: float  # frames per second to sample
+    limits: VideoLimits = VideoLimits()
 
 
 @dataclass(frozen=True)

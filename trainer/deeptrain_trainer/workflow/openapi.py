@@ -1,11 +1,17 @@
-"""The OpenAPI 3 description the service returns at /openapi.json."""
+"""The OpenAPI 3 description the service returns at /openapi.json, limits and refusals included."""
 
 from __future__ import annotations
 
+import base64
+import functools
+import io
 from typing import Any
+
+from PIL import Image, ImageDraw
 
 from ..data.video import DEFAULT_FRAME_RATE, MAX_FRAME_RATE
 from .inputs import MAX_INPUTS
+from .limits import HELP, ServeLimits, env_name
 
 OPENAPI_VERSION = "3.0.3"
 
@@ -30,20 +36,49 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: str) -> dict[str, Any]:
-    reasons = {"400": "The request is malformed; the message names the field.",
+@functools.cache
+def example_image() -> str:
+    """A small real PNG (base64) for the examples, so that trying them out reaches the models."""
+    image = Image.new("RGB", (48, 40), (30, 60, 90))
+    ImageDraw.Draw(image).rectangle((10, 8, 34, 30), fill=(220, 200, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _errors(limits: ServeLimits, *codes: str) -> dict[str, Any]:
+    reasons = {"400": "The request is malformed (not JSON, nested deeper than "
+                      f"{limits.max_json_depth} levels, a missing or wrong field); the message names the field.",
+               "401": "No bearer token, or not one this workflow accepts (only when authentication is on).",
                "409": "This workflow serves no index.",
-               "413": "The body is larger than the server accepts.",
-               "503": "The models are still loading, or failed to load."}
-    return {code: _json({"$ref": "#/components/schemas/Error"}, reasons[code]) for code in codes}
+               "413": f"The body is over {limits.max_body_bytes} bytes, an image over {limits.max_image_pixels} "
+                      f"pixels, or the request's images over {limits.max_request_pixels} pixels together; the "
+                      "message names the limit.",
+               "422": "Well-formed, but the content cannot be used: bytes that are not a decodable image, a "
+                      "vector with non-finite values or of no length.",
+               "503": f"The server is busy ({limits.concurrency} requests running and {limits.queue_depth} "
+                      "waiting; the Retry-After header says when to retry), or the models are still loading."}
+    responses = {code: _json({"$ref": "#/components/schemas/Error"}, reasons[code]) for code in codes}
+    if "503" in responses:
+        responses["503"]["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                                       "schema": {"type": "integer", "minimum": 1}}}
+    return responses
 
 
-def openapi_document(workflow_name: str = "") -> dict[str, Any]:
+def _limits_text(limits: ServeLimits) -> str:
+    lines = [f"- `{name}` = {value} ({env_name(name)}): {HELP[name]}" for name, value in limits.describe().items()]
+    return "\n".join(["Limits of this server (each set by an option or environment variable):", *lines])
+
+
+def openapi_document(workflow_name: str = "", limits: ServeLimits | None = None,
+                     authenticated: bool = False) -> dict[str, Any]:
+    limits = limits or ServeLimits()
     title = f"deeptrain workflow {workflow_name}".strip()
+    image_example = {"base64": example_image()}
     schemas = {
         "Error": _ERROR,
         "Box": _BOX,
-        "ImageRef": _IMAGE_REF,
+        "ImageRef": {**_IMAGE_REF, "example": image_example},
         "VideoRef": _VIDEO_REF,
         "VideoInfo": {"type": "object", "properties": {
             "width": {"type": "integer"}, "height": {"type": "integer"}, "codec": {"type": "string"},
@@ -59,7 +94,8 @@ def openapi_document(workflow_name: str = "") -> dict[str, Any]:
                   "properties": {"image": {"$ref": "#/components/schemas/ImageRef"},
                                  "video": {"$ref": "#/components/schemas/VideoRef"}, "text": {"type": "string"}}},
         "PredictRequest": {"type": "object", "required": ["inputs"], "properties": {"inputs": {
-            "type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": {"$ref": "#/components/schemas/Input"}}}},
+            "type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": {"$ref": "#/components/schemas/Input"}}},
+            "example": {"inputs": [{"image": image_example}]}},
         "PredictResponse": {"type": "object", "properties": {
             "outputs": {"type": "array", "items": {"type": "object", "description": "An image or text input has "
                                                    "nodes; a video input has video and frames instead.", "properties": {
@@ -72,9 +108,11 @@ def openapi_document(workflow_name: str = "") -> dict[str, Any]:
         "SearchRequest": {"type": "object", "description": "Exactly one of image, video or vector.", "properties": {
             "image": {"$ref": "#/components/schemas/ImageRef"},
             "video": {"$ref": "#/components/schemas/VideoRef"},
-            "vector": {"type": "array", "items": {"type": "number"}},
-            "k": {"type": "integer", "minimum": 1, "default": 5},
-            "metric": {"type": "string", "enum": ["cosine", "euclidean"]}}},
+            "vector": {"type": "array", "minItems": 1, "items": {"type": "number"},
+                       "description": "Finite numbers, as many as the index's dimensions; not all zero for cosine."},
+            "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
+            "metric": {"type": "string", "enum": ["cosine", "euclidean"]}},
+            "example": {"image": image_example, "k": 3}},
         "Neighbour": {"type": "object", "properties": {
             "id": {"type": "string"}, "input": {"type": "string"},
             "concepts": {"type": "array", "items": {"type": "string"}},
@@ -109,7 +147,8 @@ def openapi_document(workflow_name: str = "") -> dict[str, Any]:
     multipart_images = {"type": "object", "properties": {
         "image": {"type": "array", "items": {"type": "string", "format": "binary"}},
         "video": {"type": "array", "items": {"type": "string", "format": "binary"},
-                  "description": "Videos (by content type video/* or file extension), sampled at 1 frame per second."},
+                  "description": "Videos (a part named video, or a file name with a video extension), sampled at "
+                                 "1 frame per second."},
         "text": {"type": "array", "items": {"type": "string"}}}}
     multipart_search = {"type": "object", "properties": {
         "image": {"type": "string", "format": "binary"}, "video": {"type": "string", "format": "binary"},
@@ -117,7 +156,8 @@ def openapi_document(workflow_name: str = "") -> dict[str, Any]:
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": "v1",
-                 "description": "Run the workflow's graph, search its index and cluster it."},
+                 "description": "Run the workflow's graph, search its index and cluster it.\n\n" + _limits_text(limits),
+                 "x-deeptrain-limits": limits.describe()},
         "paths": {
             "/v1/predict": {"post": {
                 "summary": "Run the graph on images, videos (frame by frame) or texts.", "operationId": "predict",
@@ -125,31 +165,34 @@ def openapi_document(workflow_name: str = "") -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
                     "multipart/form-data": {"schema": multipart_images}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/PredictResponse"}, "Outputs per input."),
-                              **_errors("400", "413", "503")}}},
+                              **_errors(limits, "400", "401", "413", "422", "503")}}},
             "/v1/search": {"post": {
                 "summary": "Nearest indexed items to an image, a video or a vector.", "operationId": "search",
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
                     "multipart/form-data": {"schema": multipart_search}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/SearchResponse"}, "Neighbours, nearest first."),
-                              **_errors("400", "409", "413", "503")}}},
+                              **_errors(limits, "400", "401", "409", "413", "422", "503")}}},
             "/v1/clusters": {"post": {
                 "summary": "k-means clusters of the indexed items.", "operationId": "clusters",
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/ClustersRequest"}}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/ClustersResponse"}, "The clusters."),
-                              **_errors("400", "409", "503")}}},
-            "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz", "responses": {
+                              **_errors(limits, "400", "401", "409", "413", "503")}}},
+            "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz", "security": [], "responses": {
                 "200": _json({"type": "object"}, "The process is alive."),
                 "500": _json({"type": "object"}, "Loading failed; restart the process.")}}},
-            "/readyz": {"get": {"summary": "Readiness: models (and index) loaded.", "operationId": "readyz",
+            "/readyz": {"get": {"summary": "Readiness: models (and index) loaded.", "operationId": "readyz", "security": [],
                                 "responses": {"200": _json({"type": "object"}, "Ready, with the model versions."),
                                               "503": _json({"type": "object"}, "Not ready yet.")}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics", "responses": {
+            "/metrics": {"get": {"summary": "Prometheus metrics.", "operationId": "metrics", "security": [], "responses": {
                 "200": {"description": "Prometheus text format.",
                         "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi", "responses": {
+            "/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi", "security": [], "responses": {
                 "200": _json({"type": "object"}, "OpenAPI 3 description.")}}},
         },
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "Only when the server has tokens (spec.serve.auth, DEEPTRAIN_SERVE_TOKENS)."}}},
+        **({"security": [{"bearer": []}]} if authenticated else {}),
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data.images import load_image
 from ..data.records import ImageRecord
@@ -30,48 +30,45 @@ from .graph import GraphInput, VideoInput, WorkflowRunner
 from .index import Index, Metric
 from .search import search_by_image
 
+if TYPE_CHECKING:
+    from .inputs import RawInput
+    from .limits import ServeLimits
+
 BATCH_SIZE = 32
-VIDEO_CONTENT_TYPE_PREFIX = "video/"
 
 
-def video_input(source: VideoSource, rate: float = DEFAULT_FRAME_RATE) -> GraphInput:
-    return GraphInput(name=source.name, video=VideoInput(source, rate))
+def video_input(source: VideoSource, rate: float = DEFAULT_FRAME_RATE,
+                limits: VideoLimits = VideoLimits()) -> GraphInput:
+    return GraphInput(name=source.name, video=VideoInput(source, rate, limits))
 
 
-def is_video_upload(filename: str | None, content_type: str | None) -> bool:
-    """A multipart part is a video when its type says so or its file name has a video extension."""
-    return bool(content_type and content_type.startswith(VIDEO_CONTENT_TYPE_PREFIX)) or bool(filename and is_video(filename))
+def is_video_part(name: str | None, filename: str | None) -> bool:
+    """A multipart part is a video when it is named "video" or its file name has a video extension."""
+    return name == "video" or bool(filename and is_video(filename))
 
 
-def upload_input(data: bytes, name: str, content_type: str | None) -> GraphInput:
-    """A multipart upload: a video (by its type or extension, sampled at the default rate) or an image."""
-    from .inputs import decode_image_bytes
-
-    if is_video_upload(name, content_type):
-        return video_input(VideoSource.from_bytes(data, name))
-    return GraphInput(name=name, image=decode_image_bytes(data, name))
-
-
-def video_from_reference(reference: Any, where: str, allowed_prefixes: Sequence[str]) -> GraphInput:
-    """{"base64": ... | "uri": ..., "frameRate": 1} -> a video input (URIs only under the allowed prefixes)."""
-    from .inputs import read_reference
-
-    data, location = read_reference(reference, where, allowed_prefixes)
-    rate = reference.get("frameRate", DEFAULT_FRAME_RATE)
+def video_rate(reference: Any, where: str) -> float:
+    """The "frameRate" of a request's video reference (default 1 frame per second)."""
+    rate = reference.get("frameRate", DEFAULT_FRAME_RATE) if isinstance(reference, dict) else DEFAULT_FRAME_RATE
     try:
-        rate = check_rate(rate, f"{where}.frameRate")
+        return check_rate(rate, f"{where}.frameRate")
     except VideoError as error:
         raise WorkflowError(str(error)) from None
-    source = VideoSource.from_bytes(data, where) if data is not None else VideoSource.from_uri(location)
-    return video_input(source, rate)
 
 
-def _frames_of(runner: WorkflowRunner, video: VideoInput, limits: VideoLimits) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def video_graph_input(raw: RawInput, limits: ServeLimits) -> GraphInput:
+    """A request's video, sampled as it runs; its frames may have no more pixels than an image may."""
+    assert raw.data is not None and raw.video_rate is not None
+    frame_limits = VideoLimits(max_pixels=min(VideoLimits().max_pixels, limits.max_image_pixels))
+    return video_input(VideoSource.from_bytes(raw.data, raw.name), raw.video_rate, frame_limits)
+
+
+def _frames_of(runner: WorkflowRunner, video: VideoInput) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """(frame fields, the graph's output for the frame) for each sampled frame, then the video's info last."""
     if runner.input_kind != "image":
         raise WorkflowError(f"{video.source.name}: this workflow takes {runner.input_kind} inputs, not videos")
     try:
-        with open_video(video.source, limits) as opened:
+        with open_video(video.source, video.limits) as opened:
             for frames in batched(opened.frames(video.rate), BATCH_SIZE):
                 outputs = runner.run([GraphInput(name=f"{video.source.name}@{frame.time_offset_ms}", image=frame.image)
                                       for frame in frames])
@@ -84,10 +81,10 @@ def _frames_of(runner: WorkflowRunner, video: VideoInput, limits: VideoLimits) -
         raise WorkflowError(f"{video.source.name}: no such video") from error
 
 
-def run_video(runner: WorkflowRunner, video: VideoInput, limits: VideoLimits = VideoLimits()) -> dict[str, Any]:
+def run_video(runner: WorkflowRunner, video: VideoInput) -> dict[str, Any]:
     frames = []
     info: dict[str, Any] = {}
-    for fields, output in _frames_of(runner, video, limits):
+    for fields, output in _frames_of(runner, video):
         if output:
             frames.append({**fields, "nodes": output["nodes"]})
         else:
@@ -123,7 +120,7 @@ def search_by_video(runner: WorkflowRunner, index: Index, video: VideoInput, k: 
     best: dict[str, dict[str, Any]] = {}
     query_frames = 0
     info: dict[str, Any] = {}
-    for fields, output in _frames_of(runner, video, VideoLimits()):
+    for fields, output in _frames_of(runner, video):
         if not output:
             info = fields
             continue

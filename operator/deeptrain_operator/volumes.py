@@ -1,0 +1,34 @@
+"""Where a URI's data is inside the pods: `pvc://CLAIM/PATH` is CLAIM mounted at /mnt/pvc/CLAIM.
+
+Users write and read pvc:// URIs (spec.output.uri, spec.baseModel.uri, status.model.uri); the pods see
+the same place as `file:///mnt/pvc/CLAIM/PATH`, which is what the trainer reports. Every consumer
+(the trainer config, the pods' volumes, a Workflow's pinned models and index) maps with these.
+"""
+
+from __future__ import annotations
+
+from deeptrain_trainer.contract import PVC_MOUNT_ROOT
+
+PVC_SCHEME = "pvc://"
+MOUNTED_PREFIX = f"file://{PVC_MOUNT_ROOT}/"
+
+
+def claim_and_path(uri: str) -> tuple[str | None, str]:
+    """(the claim to mount or None, the path the pods read) for a model, dataset or index URI."""
+    for prefix in (PVC_SCHEME, MOUNTED_PREFIX):
+        if uri.startswith(prefix):
+            rest = uri.removeprefix(prefix)
+            return rest.split("/", 1)[0] or None, f"{PVC_MOUNT_ROOT}/{rest}"
+    return None, uri.removeprefix("file://") if uri.startswith("file://") else uri
+
+
+def claim_of(uri: str | None) -> str | None:
+    """The PersistentVolumeClaim behind a URI, in either spelling; None for other schemes."""
+    return claim_and_path(uri)[0] if uri else None
+
+
+def in_pod_uri(uri: str) -> str:
+    """The URI the pods use for `uri`: pvc:// as its mount (file:///mnt/pvc/...), anything else as it is."""
+    if uri.startswith(PVC_SCHEME):
+        return f"{MOUNTED_PREFIX}{uri.removeprefix(PVC_SCHEME)}"
+    return uri
