@@ -17,6 +17,7 @@ from deeptrain_trainer.data.video import sample_frames
 from deeptrain_trainer.data.video_writer import VideoWriter
 from deeptrain_trainer.datasets.video import write_digits_video
 from deeptrain_trainer.workflow.index import load_index
+from deeptrain_trainer.workflow.limits import ServeLimits
 from deeptrain_trainer.workflow.models import models_dir_resolver
 from deeptrain_trainer.workflow.openapi import openapi_document
 from deeptrain_trainer.workflow.server import Loaded
@@ -121,14 +122,22 @@ async def test_server_predicts_uploaded_inline_and_referenced_videos(setup):
         assert referenced["input"] == str(numbered) and len(referenced["frames"]) == 3
         same_frame = inline["frames"][2]["nodes"]["embed"][0]["embedding"]  # 1 s, in batches of different sizes
         assert referenced["frames"][1]["nodes"]["embed"][0]["embedding"] == pytest.approx(same_frame, abs=1e-4)
-        # Damaged input, a bad rate and a location the server may not read: 400 naming the field.
-        cases = [({"inputs": [{"video": {"base64": base64.b64encode(b"\0" * 500).decode()}}]}, "cannot be opened as a video"),
-                 ({"inputs": [{"video": {"base64": encoded, "frameRate": 0}}]}, "inputs[0].video.frameRate"),
-                 ({"inputs": [{"video": {"uri": "/etc/hostname.mp4"}}]}, "outside the locations")]
-        for bad, message in cases:
+        # A damaged video is 422, a bad rate or a location the server may not read 400, naming the field.
+        cases = [({"inputs": [{"video": {"base64": base64.b64encode(b"\0" * 500).decode()}}]}, 422,
+                  "cannot be opened as a video"),
+                 ({"inputs": [{"video": {"base64": encoded, "frameRate": 0}}]}, 400, "inputs[0].video.frameRate"),
+                 ({"inputs": [{"video": {"uri": "/etc/hostname.mp4"}}]}, 400, "outside the locations")]
+        for bad, status, message in cases:
             async with session.post(f"{base}/v1/predict", json=bad) as response:
-                assert response.status == 400
+                assert response.status == status
                 assert message in (await response.json())["error"]["message"]
+    # Frames may have no more pixels than an image may: 413 naming the limit.
+    async with serving(runner_loader, limits=ServeLimits(max_image_pixels=32 * 32)) as base, \
+            aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        async with session.post(f"{base}/v1/predict", json={"inputs": [{"video": {"base64": encoded}}]}) as response:
+            assert response.status == 413
+            assert "frames of 64x64 pixels exceed the limit of 1024 pixels" in (await response.json())["error"]["message"]
 
 
 async def test_server_searches_with_a_video(setup):

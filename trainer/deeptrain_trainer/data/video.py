@@ -48,6 +48,10 @@ class VideoError(DatasetError):
     """A video that cannot be read, or that exceeds the limits; the message names it and the fix."""
 
 
+class VideoTooLarge(VideoError):
+    """A video over the duration or pixel limit (a readable file, refused for its size)."""
+
+
 def is_video(name: str) -> bool:
     """Whether a path or URI names a video file (by extension)."""
     return posixpath.splitext(name.split("?", 1)[0])[1].lower() in VIDEO_EXTENSIONS
@@ -179,8 +183,8 @@ class VideoReader:
         if not isinstance(self._handle, str):
             self._handle.close()
 
-    def _error(self, problem: str, fix: str) -> VideoError:
-        return VideoError(self.source.name, problem, fix)
+    def _error(self, problem: str, fix: str, kind: type[VideoError] = VideoError) -> VideoError:
+        return kind(self.source.name, problem, fix)
 
     def _read_info(self) -> VideoInfo:
         if not self._container.streams.video:
@@ -209,12 +213,13 @@ class VideoReader:
     def _check_pixels(self, width: int, height: int) -> None:
         if width * height > self.limits.max_pixels:
             raise self._error(f"frames of {width}x{height} pixels exceed the limit of {self.limits.max_pixels} pixels",
-                              "scale the video down first")
+                              "scale the video down first", VideoTooLarge)
 
     def _check_duration(self, seconds: float) -> None:
         if seconds > self.limits.max_duration_s:
             raise self._error(f"lasts {format_offset(int(seconds * 1000))}, longer than the limit of "
-                              f"{format_offset(int(self.limits.max_duration_s * 1000))}", "cut it into shorter videos")
+                              f"{format_offset(int(self.limits.max_duration_s * 1000))}", "cut it into shorter videos",
+                              VideoTooLarge)
 
     def _decoded(self) -> Iterator[tuple[int, float, Any]]:
         """(index, time from the start in seconds, av.VideoFrame) of every frame, in presentation order."""

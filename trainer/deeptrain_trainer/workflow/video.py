@@ -19,13 +19,14 @@ from ..data.video import (
     VideoError,
     VideoLimits,
     VideoSource,
+    VideoTooLarge,
     batched,
     check_rate,
     format_offset,
     is_video,
     open_video,
 )
-from .errors import WorkflowError
+from .errors import TooLarge, Unprocessable, WorkflowError
 from .graph import GraphInput, VideoInput, WorkflowRunner
 from .index import Index, Metric
 from .search import search_by_image
@@ -75,10 +76,12 @@ def _frames_of(runner: WorkflowRunner, video: VideoInput) -> Iterator[tuple[dict
                 for frame, output in zip(frames, outputs, strict=True):
                     yield frame.describe(), output
             yield opened.info.describe(), {}
+    except VideoTooLarge as error:
+        raise TooLarge(str(error)) from error
     except VideoError as error:
-        raise WorkflowError(str(error)) from error
+        raise Unprocessable(str(error)) from error
     except FileNotFoundError as error:
-        raise WorkflowError(f"{video.source.name}: no such video") from error
+        raise Unprocessable(f"{video.source.name}: no such video") from error
 
 
 def run_video(runner: WorkflowRunner, video: VideoInput) -> dict[str, Any]:
