@@ -4,7 +4,8 @@ Two steps, both for a worker thread. `raw_inputs_from_json` checks the request's
 each input's encoded bytes; `decode_inputs` reads every image's header first (Pillow opens
 lazily: a few bytes, no pixels), refuses the request when one image or all of them together are
 over the pixel limits, and only then decodes. A 20000x20000 PNG of a few hundred KB is refused
-before it can become 1.2 GB of pixels.
+before it can become 1.2 GB of pixels. A video is kept as its bytes: its frames are decoded, checked
+against the same pixel limit and sampled while the graph runs (workflow.video).
 
 A server that opens any URI it is sent reads any file its pod can read and reaches any host its
 pod can reach, so URIs are refused unless they start with one of the prefixes the server was
