@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 python="${1:-.venv/bin/python}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-for script in trainer_overhead data_loading ddp_overhead restart operator_latency serve_load video_decoding; do
+for script in trainer_overhead data_loading ddp_overhead restart operator_latency serve_load memory_estimate global_batch video_decoding; do
   echo "=== bench/${script}.py ($(date -u +%H:%M:%S) UTC)"
   case "$script" in
     trainer_overhead|data_loading) "$python" "bench/${script}.py" --profile ;;

@@ -1,7 +1,8 @@
 """`deeptrain`: the command line. Each command is a thin shell over a module that does the work.
 
 Torch is imported only by the commands that train or predict, so the operator image (no torch) can
-still run `deeptrain crds` and `deeptrain validate`.
+still run `deeptrain crds` and `deeptrain validate`. Every failure ends as one line on stderr and an
+exit code from `cli_errors` (README, "Exit codes"); `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ from pathlib import Path
 
 import typer
 
+from .cli_errors import EXIT_INPUT, InputError, OneLineErrors
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="deeptrain: typed deep training on Kubernetes, and the same trainer on this machine.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show the traceback of a failure instead of one line.")) -> None:
+    """deeptrain: typed deep training on Kubernetes, and the same trainer on this machine."""
 data_app = typer.Typer(help="Example datasets built from images and text that ship inside installed packages.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -56,7 +65,7 @@ def validate(files: list[Path] = typer.Argument(..., help="Manifests (YAML, one 
             continue
         for obj in objects:
             typer.echo(f"{path}: {obj.kind}/{obj.metadata.name} is valid")
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(EXIT_INPUT if failed else 0)
 
 
 @app.command()
@@ -75,7 +84,7 @@ def run(
         config = build_trainer_config(job, output_uri=output.resolve().as_uri() if output else None, local=True)
     except (ManifestError, TrainerConfigError) as error:
         typer.echo(f"{job_file}: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_INPUT) from None
     raise typer.Exit(run_local(config, nproc=nproc))
 
 
@@ -88,17 +97,19 @@ def predict(
 ) -> None:
     """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores);
     a video gets one entry per sampled frame, with its frameIndex and timeOffsetMs."""
-    from deeptrain_trainer.data import DatasetError
     from deeptrain_trainer.inference import load_model
 
+    if save is not None and save.exists() and not save.is_dir():
+        raise InputError(f"--save: {save} is a file; give a directory (it is created when missing)")
     model = load_model(model_dir)
-    try:
-        results = model.predict(inputs, save_dir=save, video_frame_rate=video_frame_rate)
-    except DatasetError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+    results = model.predict(inputs, save_dir=save, video_frame_rate=video_frame_rate)
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    failed = sum(1 for result in results if "error" in result)
+    if failed:
+        typer.echo(f"error: {failed} of {len(results)} inputs could not be predicted; see their \"error\" entries",
+                   err=True)
+        raise typer.Exit(EXIT_INPUT)
 
 
 @data_app.command("list")
@@ -116,8 +127,10 @@ def data_make(
     output: Path = typer.Option(..., "--output", "-o", help="Directory to write."),
 ) -> None:
     """Write an example dataset, deterministically, in a format the trainer reads."""
-    from deeptrain_trainer.datasets import make_dataset
+    from deeptrain_trainer.datasets import DATASETS, make_dataset
 
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     summary = make_dataset(name, output)
     typer.echo(summary)
 
@@ -131,7 +144,7 @@ _MODEL_HELP = "NODE=DIR: the model directory of one node (repeatable; overrides 
 
 def _workflow_failure(error: Exception) -> typer.Exit:
     typer.echo(f"error: {error}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(EXIT_INPUT)
 
 
 @workflow_app.command("run")

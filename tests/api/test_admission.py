@@ -67,8 +67,8 @@ def test_schema_defaults_fill_what_the_user_left_out() -> None:
     assert spec["dataset"]["invalidDataTolerancePercent"] == 5
     assert spec["scheduling"] == {"gang": ""}
     # Only hyperparameters that apply to every model type have schema defaults.
-    assert spec["hyperparameters"] == {"base_gradient_multiplier": 1.0, "init_epochs": 25, "num_items_per_epoch": 0,
-                                       "step_epochs": 7, "test_freq": 1}
+    assert spec["hyperparameters"] == {"base_gradient_multiplier": 1.0, "gradient_clip_norm": 10.0, "init_epochs": 25,
+                                       "num_items_per_epoch": 0, "step_epochs": 7, "test_freq": 1}
 
 
 def test_type_specific_hyperparameters_get_no_schema_default_so_a_detector_is_valid() -> None:

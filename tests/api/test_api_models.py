@@ -108,6 +108,13 @@ def test_validate_job_checks_names_batch_and_gpus() -> None:
     doc["spec"].update(workers=4, nprocPerNode=8, hyperparameters={"batch_size": 16})
     ((field, message),) = validate_job(DeepTrainingJob.model_validate(doc))
     assert field == "spec.hyperparameters.batch_size" and "32 training processes" in message
+    # "auto" is only known from the pods' resources: 2 workers x 3 GPUs cannot share a batch of 64.
+    doc = minimal_job()
+    doc["spec"].update(workers=2, resources={"limits": {"nvidia.com/gpu": 3}}, hyperparameters={"batch_size": 64})
+    ((field, message),) = validate_job(DeepTrainingJob.model_validate(doc))
+    assert field == "spec.hyperparameters.batch_size" and "64" in message and "6 training processes" in message
+    doc["spec"]["hyperparameters"] = {"batch_size": 66}
+    assert validate_job(DeepTrainingJob.model_validate(doc)) == []
     doc = minimal_job()
     doc["spec"]["baseModel"] = {"deepTrainingJob": "shoes"}
     assert [f for f, _ in validate_job(DeepTrainingJob.model_validate(doc))] == ["spec.baseModel.deepTrainingJob"]

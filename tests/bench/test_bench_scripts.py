@@ -74,6 +74,16 @@ def test_trainer_overhead_tiny(tmp_path):
 
 
 @pytest.mark.torchrun
+def test_global_batch_tiny(tmp_path):
+    output = tmp_path / "global_batch.json"
+    run_script("global_batch.py", "--rounds", "1", "--models", "classifier", "--epochs", "1", "--limit", "40",
+               "--output", str(output))
+    case = read(output)["cases"]["classifier"]
+    assert case["metric"] == "accuracy" and len(case["one_process"]) == len(case["two_processes"]) == 1
+    assert 0 <= case["one_process"][0] <= 1 and 0 <= case["two_processes"][0] <= 1
+
+
+@pytest.mark.torchrun
 def test_ddp_overhead_tiny(tmp_path):
     output = tmp_path / "ddp_overhead.json"
     run_script("ddp_overhead.py", "--rounds", "1", "--templates", "InceptionBatchNorm", "--epochs", "2",

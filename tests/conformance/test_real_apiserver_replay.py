@@ -49,6 +49,9 @@ _HYPERPARAMETERS_KEPT = ("spec.hyperparameters keeps unknown keys now (x-kuberne
                          "that the operator fails the job with InvalidSpec naming the key; the recorded CRD pruned "
                          "learning_rate from the returned spec")
 
+_GRADIENT_CLIP_DEFAULTED = ("the CRD now defaults spec.hyperparameters.gradient_clip_norm (10), which every "
+                            "returned DeepTrainingJob carries")
+
 # name -> (why the answer changed, the status now where that changed too). Messages and returned bodies
 # of these exchanges are not compared; status, reason and cause fields always are.
 CHANGED_SINCE_RECORDING: dict[str, tuple[str, Now | None]] = {
@@ -72,6 +75,19 @@ CHANGED_SINCE_RECORDING: dict[str, tuple[str, Now | None]] = {
         "a field kept by x-kubernetes-preserve-unknown-fields is not unknown to strict decoding: kubectl's "
         "Strict apply admits the job now, and the operator fails it with InvalidSpec naming the key",
         Now(status=201)),
+    "admission: examples/text-classifier.yaml": (_GRADIENT_CLIP_DEFAULTED, None),
+    "admission: examples/visual-anomaly-heatmap.yaml": (_GRADIENT_CLIP_DEFAULTED, None),
+    "admission: examples/visual-classifier.yaml": (_GRADIENT_CLIP_DEFAULTED, None),
+    "admission: examples/visual-detector.yaml": (_GRADIENT_CLIP_DEFAULTED, None),
+    "admission: examples/visual-embedder.yaml": (_GRADIENT_CLIP_DEFAULTED, None),
+    "admission: examples/visual-segmenter.yaml": (_GRADIENT_CLIP_DEFAULTED, None),
+    "create a job (defaults filled in the response)": (_GRADIENT_CLIP_DEFAULTED, None),
+    "status written through the main resource is ignored": (_GRADIENT_CLIP_DEFAULTED, None),
+    "status merge patch through the status subresource": (_GRADIENT_CLIP_DEFAULTED, None),
+    "status field the schema lacks is pruned": (_GRADIENT_CLIP_DEFAULTED, None),
+    "get": (_GRADIENT_CLIP_DEFAULTED, None),
+    "list of custom resources": (_GRADIENT_CLIP_DEFAULTED, None),
+    "delete with foreground propagation": (_GRADIENT_CLIP_DEFAULTED, None),
 }
 
 

@@ -150,7 +150,7 @@ def coco_document(**overrides: object) -> dict:
             {"id": 1, "image_id": 7, "category_id": 2, "bbox": [20, 10, 100, 40],
              "segmentation": [[20, 10, 120, 10, 120, 50]]},
             # 2x2 RLE, column-major: one background pixel, then the three others.
-            {"id": 2, "image_id": 7, "category_id": 2, "bbox": [190, 90, 30, 30],
+            {"id": 2, "image_id": 7, "category_id": 2, "bbox": [190, 90, 30, 30], "iscrowd": 1,
              "segmentation": {"counts": [1, 3], "size": [2, 2]}},
         ],
         "categories": [{"id": 2, "name": "cat"}],
@@ -165,6 +165,7 @@ def test_coco_boxes_polygons_rle_and_images_folder(image_dir: Path) -> None:
     assert record.uri == str(image_dir / "images" / "a.png")  # found under images/
     assert record.boxes == [(0.1, 0.1, 0.6, 0.5), (0.95, 0.9, 1.0, 1.0)]  # the second clamped to the image
     assert record.concepts == ["cat"] and record.box_concepts == ["cat", "cat"]
+    assert record.box_crowd == [False, True]  # a crowd region: ignored by detector training and evaluation
     assert record.masks[0].polygon == ((0.1, 0.1), (0.6, 0.1), (0.6, 0.5))
     rle = np.asarray(Image.open(io.BytesIO(record.masks[1].image_bytes)))
     assert rle.tolist() == [[0, 255], [255, 255]]
@@ -177,6 +178,8 @@ def test_coco_boxes_polygons_rle_and_images_folder(image_dir: Path) -> None:
     ({"annotations": [{"id": 5, "image_id": 7, "category_id": 2, "bbox": [1, 1, 5, 5],
                        "segmentation": {"counts": "abc", "size": [2, 2]}}]}, "compressed RLE"),
     ({"images": [{"id": 7, "file_name": "a.png"}]}, "positive \"width\""),
+    ({"annotations": [{"id": 5, "image_id": 7, "category_id": 2, "bbox": [1, 1, 5, 5], "iscrowd": 2}]},
+     r"annotations\[0\] \(id 5\): iscrowd must be 0 or 1"),
 ])
 def test_coco_errors_name_the_file_and_entry(image_dir: Path, overrides: dict, message: str) -> None:
     path = image_dir / "coco.json"

@@ -150,3 +150,58 @@ def test_spec_concepts_subset_trains_only_those_concepts(tmp_path: Path) -> None
     seen = {concept for record in splits.train + splits.validation for concept in record.concepts}
     assert seen == {"boot", "sneaker"}
     assert len(splits.train) + len(splits.validation) == 20
+
+
+def jsonl_with_broken_lines(root: Path, total: int, broken: int) -> Path:
+    imagefolder(root, {"cat": 4, "dog": 4})
+    lines = [f'{{"image": "{concept}/{index % 4:03d}.png", "concepts": [{{"id": "{concept}"}}]}}'
+             for index in range(total // 2) for concept in ("cat", "dog")]
+    for position in range(broken):
+        lines[7 + position * 3] = '{"image": "cat/000.png", "concepts": ['  # a line torn mid-write
+    (root / "annotations.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "annotations.jsonl"
+
+
+def test_one_broken_jsonl_line_of_200_is_tolerated_and_counted(tmp_path: Path) -> None:
+    annotations = jsonl_with_broken_lines(tmp_path / "data", 200, broken=1)
+    splits = load_splits(config(annotations, dataset_format="jsonl"))
+    assert len(splits.train) + len(splits.validation) == 199
+    assert splits.image_stats.skipped == 1
+    assert any("annotations.jsonl:8" in example for example in splits.image_stats.examples)
+
+
+def test_broken_jsonl_lines_over_the_tolerance_fail_naming_a_line(tmp_path: Path) -> None:
+    annotations = jsonl_with_broken_lines(tmp_path / "data", 200, broken=11)  # 5.5%
+    with pytest.raises(DatasetError, match=r"11 of 200 lines are invalid, e\.g\. .*annotations\.jsonl:8.*"
+                                           r"5\.5% is over the tolerated 5%"):
+        load_splits(config(annotations, dataset_format="jsonl"))
+    with pytest.raises(DatasetError, match="annotations.jsonl:8"):
+        load_splits(config(jsonl_with_broken_lines(tmp_path / "strict", 200, broken=1), dataset_format="jsonl",
+                           tolerance=0))
+
+
+def test_a_classifier_needs_two_concepts_with_data(tmp_path: Path) -> None:
+    root = imagefolder(tmp_path / "data", {"cat": 20})
+    (root / "dog").mkdir()  # a concept folder without images teaches nothing
+    with pytest.raises(DatasetError, match=r"at least two concepts with training data; found only 'cat'; "
+                                           r"add data of another concept"):
+        load_splits(config(root))
+
+
+def test_the_failure_line_keeps_bracketed_fixes(tmp_path: Path) -> None:
+    """The COCO box message's fix names "[x, y, width, height]": a console must print it, not eat it as markup."""
+    import io as text_io
+
+    from rich.console import Console
+
+    from deeptrain_trainer.contract import TerminationMessage
+    from deeptrain_trainer.launcher import print_failure
+
+    out = text_io.StringIO()
+    message = TerminationMessage(reason="InvalidDataset", exitCode=11, permanent=True,
+                                 message="coco.json: annotations[0]: bbox [5, 5, 0, 0] is empty or outside the 4x4 "
+                                         "image; give [x, y, width, height] in pixels with positive width and height")
+    print_failure(Console(file=out, width=400), message, exit_code=1, log_path=tmp_path / "torchrun.log")
+    printed = out.getvalue()
+    assert "give [x, y, width, height] in pixels" in printed and "bbox [5, 5, 0, 0]" in printed
+    assert f"torchrun's log (with its traceback): {tmp_path / 'torchrun.log'}" in printed

@@ -7,6 +7,7 @@ import pytest
 
 from deeptrain_trainer.metrics.anomaly import best_f1_threshold, evaluate_anomaly
 from deeptrain_trainer.metrics.classification import evaluate_classification
+from deeptrain_trainer.metrics.definitions import definitions_of
 from deeptrain_trainer.metrics.detection import box_iou, evaluate_detection
 from deeptrain_trainer.metrics.ranking import roc_auc
 from deeptrain_trainer.metrics.retrieval import recall_at_k
@@ -62,17 +63,22 @@ def test_detection_ap_with_one_false_positive_ranked_first():
         {"boxes": np.array([[50, 50, 60, 60], [0, 0, 10, 10]]), "scores": np.array([0.9, 0.8]), "labels": np.array([0, 0])},
         {"boxes": np.array([[0, 0, 10, 10]]), "scores": np.array([0.7]), "labels": np.array([0])},
     ]
-    result = evaluate_detection(predictions, ground_truths, ["box"])
+    result = evaluate_detection(predictions, ground_truths, ["box"], score_threshold=0.75)
     # ranked: FP (P=0), TP (R=.5, P=.5), TP (R=1, P=2/3); envelope 2/3 for every recall level
     assert result.summary["mean_avg_precision_iou_50"] == pytest.approx(2 / 3)
     assert result.summary["mean_avg_precision_iou_range"] == pytest.approx(2 / 3)
+    # above 0.75: the FP and one TP -> precision 1/2, recall 1/2; mAP is the same at any threshold
+    assert result.summary["precision_at_score_threshold"] == pytest.approx(0.5)
+    assert result.summary["recall_at_score_threshold"] == pytest.approx(0.5)
+    assert evaluate_detection(predictions, ground_truths, ["box"], score_threshold=0.95).summary[
+        "mean_avg_precision_iou_50"] == pytest.approx(2 / 3)
 
 
 def test_detection_iou_range_penalises_loose_boxes_and_skips_classes_without_truth():
     ground_truths = [{"boxes": np.array([[0, 0, 10, 10]]), "labels": np.array([0])}]
     # IoU 0.8: a hit at thresholds 0.5..0.8 (7 of the 10), a miss at 0.85..0.95
     predictions = [{"boxes": np.array([[0, 0, 10, 8]]), "scores": np.array([0.9]), "labels": np.array([0])}]
-    result = evaluate_detection(predictions, ground_truths, ["box", "never-labelled"])
+    result = evaluate_detection(predictions, ground_truths, ["box", "never-labelled"], score_threshold=0.5)
     assert result.summary["mean_avg_precision_iou_50"] == pytest.approx(1.0)
     assert result.summary["mean_avg_precision_iou_range"] == pytest.approx(0.7)
     assert list(result.per_concept) == ["box"]
@@ -81,7 +87,7 @@ def test_detection_iou_range_penalises_loose_boxes_and_skips_classes_without_tru
 def test_detection_missed_object_halves_recall():
     ground_truths = [{"boxes": np.array([[0, 0, 10, 10], [20, 20, 30, 30]]), "labels": np.array([0, 0])}]
     predictions = [{"boxes": np.array([[0, 0, 10, 10]]), "scores": np.array([0.9]), "labels": np.array([0])}]
-    result = evaluate_detection(predictions, ground_truths, ["box"])
+    result = evaluate_detection(predictions, ground_truths, ["box"], score_threshold=0.5)
     # precision 1 up to recall 0.5 (recall levels 0.00..0.50 = 51 of 101), 0 after
     assert result.summary["mean_avg_precision_iou_50"] == pytest.approx(51 / 101)
 
@@ -91,16 +97,19 @@ def test_segmentation_iou_and_dice():
     predicted = np.array([[0, 1], [0, 2]])
     confusion = pixel_confusion(predicted, truth, num_classes=3)
     result = evaluate_segmentation(confusion, ["leaf", "stem"])
-    # leaf: TP 1, FN 1 -> IoU 1/2, Dice 2/3; stem: IoU 1, Dice 1
+    # background: TP 1, FP 1 -> IoU 1/2; leaf: TP 1, FN 1 -> IoU 1/2, Dice 2/3; stem: IoU 1, Dice 1
     assert result.per_concept["leaf"]["iou"] == pytest.approx(0.5)
-    assert result.summary["mean_iou"] == pytest.approx(0.75)
+    assert result.summary["mean_iou"] == pytest.approx(2 / 3)
+    assert result.summary["mean_iou_foreground"] == pytest.approx(0.75)
     assert result.summary["dice"] == pytest.approx((2 / 3 + 1) / 2)
 
 
 def test_segmentation_all_background_prediction_scores_zero():
     truth = np.array([[0, 1], [1, 1]])
     confusion = pixel_confusion(np.zeros_like(truth), truth, num_classes=2)
-    assert evaluate_segmentation(confusion, ["spot"]).summary["mean_iou"] == 0.0
+    summary = evaluate_segmentation(confusion, ["spot"]).summary
+    assert summary["mean_iou_foreground"] == 0.0
+    assert summary["mean_iou"] == pytest.approx(0.25 / 2)  # background IoU 1/4, spot 0
 
 
 def test_recall_at_k_leave_one_out():
@@ -124,3 +133,17 @@ def test_anomaly_auroc_and_threshold():
     assert result.summary["pixel_auroc"] == pytest.approx(1.0)
     assert result.threshold == pytest.approx(0.55)
     assert best_f1_threshold(np.array([0.2, 0.6, 0.4]), np.array([0, 1, 1])) == pytest.approx(0.3)
+
+
+def test_every_reported_metric_has_a_definition_for_the_model_card():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8]])
+    summaries = [
+        evaluate_classification(probabilities, np.array([0, 1]), ["a", "b"], multi_label=False).summary,
+        evaluate_detection([{"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "labels": np.zeros(0)}],
+                           [{"boxes": np.array([[0, 0, 1, 1]]), "labels": np.array([0])}], ["a"], score_threshold=0.5).summary,
+        evaluate_segmentation(pixel_confusion(np.zeros((2, 2)), np.ones((2, 2)), 2), ["a"]).summary,
+        recall_at_k(np.eye(3), np.array([0, 0, 1])),
+        evaluate_anomaly(np.array([0.1, 0.9]), np.array([0, 1]), np.zeros((2, 2, 2)), np.ones((2, 2, 2))).summary,
+    ]
+    for summary in summaries:
+        assert set(definitions_of(summary)) == set(summary)

@@ -258,6 +258,19 @@ def test_perclass_regression_switches_the_box_head(perclass):
     assert torch.isfinite(loss) and metrics["box_loss"] == 0.0 and metrics["positive_anchors"] == 0.0
 
 
+def test_crowd_boxes_are_ignored_regions_not_objects():
+    model = build_model(catalog.VISUAL_DETECTOR, "InceptionV2", num_classes=2, image_size=64, scale=SMALL,
+                        hyperparameters={})
+    outputs = model(torch.randn(1, 3, 64, 64))
+    crowd = [{"boxes": torch.tensor([[0.0, 0.0, 64.0, 40.0]]), "labels": torch.tensor([1]),
+              "iscrowd": torch.tensor([True])}]
+    empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "iscrowd": torch.zeros(0, dtype=torch.bool)}]
+    with_crowd, metrics = model.loss(outputs, crowd)
+    background_only, _ = model.loss(outputs, empty)
+    assert metrics["positive_anchors"] == 0.0  # never a positive
+    assert with_crowd < background_only  # the anchors inside the crowd no longer count as background either
+
+
 def test_detector_learns_one_image_and_finds_its_boxes():
     model = build_model(catalog.VISUAL_DETECTOR, "InceptionV2", num_classes=2, image_size=128, scale=SMALL,
                         hyperparameters={})

@@ -57,12 +57,13 @@ class Case:
     dataset: str
     dataset_file: str  # under the made dataset's folder ("" = the folder itself)
     dataset_format: str
-    bar: float  # the primary metric must reach this
+    bar: float  # `metric` must reach this
     why: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     concepts: list[str] | None = None  # train on these concept folders of an imagefolder only
     scale: TemplateScale = TemplateScale(width=0.25, depth=0.34)
     plots: tuple[str, ...] = ()
+    metric: str = ""  # the metric held to `bar`; default: the model type's primary metric
 
 
 DIGITS_SUBSET = ["zero", "one", "two", "three"]
@@ -84,7 +85,8 @@ CASES = [
          {"batch_size": 16, "image_size": 64, "num_epochs": 1}, plots=("sample_heatmaps.png",)),
     Case(catalog.VISUAL_SEGMENTER, "ResNext", "digits-segmentation", "annotations.jsonl", "jsonl", 0.1,
          "mean IoU over the 3 digit concepts: predicting background everywhere scores 0",
-         {"batch_size": 16, "image_size": 64, "num_epochs": 6, "lrate": 0.05, "test_freq": 3}, plots=("sample_masks.png",)),
+         {"batch_size": 16, "image_size": 64, "num_epochs": 6, "lrate": 0.05, "test_freq": 3}, plots=("sample_masks.png",),
+         metric="mean_iou_foreground"),
     Case(catalog.VISUAL_DETECTOR, "InceptionV2", "shapes-detection", "annotations.json", "coco", 0.5,
          "mAP at IoU 0.5 over circles, squares, triangles: boxes at random positions score near 0",
          {"batch_size": 16, "image_size": 128, "num_epochs": 4, "lrate": 0.01, "test_freq": 2},
@@ -108,7 +110,9 @@ def test_model_type_learns_and_writes_complete_artifacts(case: Case, example_dat
 
     card = json.loads((output / "model.json").read_text())
     primary = catalog.model_type(case.model_type).primary_metric
-    assert card["metrics"][primary] >= case.bar, f"{primary} {card['metrics'][primary]:.3f} < {case.bar} ({case.why})"
+    held = case.metric or primary
+    assert card["metrics"][held] >= case.bar, f"{held} {card['metrics'][held]:.3f} < {case.bar} ({case.why})"
+    assert set(card["metricDefinitions"]) == set(card["metrics"])  # the card says what every number means
 
     # The card names the weights it describes, and they rebuild the model.
     assert card["checksum"] == "sha256:" + sha256_file(output / "model.safetensors")

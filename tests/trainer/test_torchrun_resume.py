@@ -2,66 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from torchrun_support import WAIT_SECONDS, history, start, wait_for, worker_pid
 
 from deeptrain_trainer.contract import TrainerConfig
 
 pytestmark = pytest.mark.torchrun
 
-WAIT_SECONDS = 300
 NUM_EPOCHS = 6
-
-
-def start(config: TrainerConfig, output: Path, *, max_restarts: int) -> subprocess.Popen:
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "job.json").write_text(config.model_dump_json())
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DEEPTRAIN_REPORT": "none", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
-    env.pop("DEEPTRAIN_TERMINATION_LOG", None)
-    log = open(output.parent / "torchrun.log", "a")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         f"--max-restarts={max_restarts}", "-m", "deeptrain_trainer", "--config", str(output / "job.json")],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
-
-
-def worker_pid(config_path: Path, rank: int) -> int | None:
-    """The training process of `rank` for this config, found in /proc (torchrun puts RANK in its env)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(config_path).encode() in cmdline and b"deeptrain_trainer" in cmdline and f"RANK={rank}".encode() in environ:
-            return int(entry.name)
-    return None
 
 
 def small_config(trainer_config, output: Path, dataset: Path, seed: int) -> TrainerConfig:
     return trainer_config(output, dataset, batch_size=8, image_size=32, num_epochs=NUM_EPOCHS, lrate=0.02,
                           num_items_per_epoch=32, test_freq=2, seed=seed)
-
-
-def history(output: Path) -> list[dict]:
-    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("attempt", range(5))

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deeptrain_operator.cli import app
+from deeptrain_operator.cli_errors import EXIT_INPUT
 from deeptrain_trainer import catalog
 from deeptrain_trainer.data import video as video_module
 from deeptrain_trainer.data.video import sample_frames
@@ -86,15 +87,19 @@ def test_a_damaged_video_fails_predict_with_one_line_naming_it(visual_models, cl
     if damage == "header":
         broken = tmp_path / "broken.mp4"
         broken.write_bytes(clip.read_bytes()[:300])
-        expected = f"error: {broken}: cannot be opened as a video"
+        expected = "cannot be opened as a video"
     else:  # frames decode (and are annotated) until the stream stops short of its declared length
         whole = write_numbered_clip(tmp_path / "whole.mkv", frames=200, fps=10.0, codec="libvpx-vp9")
         broken = tmp_path / "broken.mkv"
         broken.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-        expected = f"error: {broken}: ends at 00:0"
+        expected = "ends at 00:0"
     # At 10 frames per second a first batch of frames is annotated and written before the error.
-    result = CliRunner().invoke(app, ["predict", str(visual_models[catalog.VISUAL_CLASSIFIER]), str(broken),
+    result = CliRunner().invoke(app, ["predict", str(visual_models[catalog.VISUAL_CLASSIFIER]), str(broken), str(clip),
                                       "--save", str(tmp_path / "saved"), "--video-frame-rate", "10"])
-    assert result.exit_code == 1
-    assert expected in result.output and "truncated" in result.output
-    assert not list((tmp_path / "saved").glob("*.mp4"))  # no half-written annotated video
+    assert result.exit_code == EXIT_INPUT
+    failed, predicted = json.loads(result.stdout)
+    assert failed["input"] == str(broken) and expected in failed["error"] and "truncated" in failed["error"]
+    assert "frames" not in failed and len(predicted["frames"]) == 50  # the other video is still predicted
+    assert "1 of 2 inputs could not be predicted" in result.stderr
+    # No half-written annotated video for the damaged one.
+    assert [path.name for path in (tmp_path / "saved").glob("*.mp4")] == ["0001-clip.annotated.mp4"]

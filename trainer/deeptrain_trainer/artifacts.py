@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from .contract import MODEL_CARD, MODEL_FORMAT, MODEL_WEIGHTS, ModelSummary
 from .errors import OutputError
+from .metrics.definitions import definitions_of
 
 MODEL_CARD_API_VERSION = "deeptrain.dev/v1alpha1"
 MODEL_CARD_KIND = "ModelCard"
@@ -200,6 +201,7 @@ def build_model_card(*, config: Any, concepts: list[str], input_spec: Mapping[st
         "input": dict(input_spec),
         "hyperparameters": dict(config.hyperparameters),
         "metrics": dict(metrics),
+        "metricDefinitions": definitions_of(metrics),
         "evaluation": dict(evaluation),
         "inference": dict(inference),
         "dataset": dict(lineage),

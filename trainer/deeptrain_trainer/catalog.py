@@ -31,6 +31,9 @@ LR_DECAY_FACTOR = 0.5
 # The three mutually exclusive ways of giving the learning rate.
 LEARNING_RATE_KEYS = ("lrate", "per_item_lrate", "per_128_lrate")
 DEFAULT_PER_ITEM_LRATE = 7.8125e-05
+# Large enough to leave healthy steps alone, small enough to stop one bad batch from wrecking the weights.
+DEFAULT_GRADIENT_CLIP_NORM = 10.0
+NON_FINITE_STEPS_LIMIT = 20
 
 HyperparameterType = Literal["boolean", "integer", "number"]
 
@@ -119,6 +122,11 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             "Only boxes scoring above this threshold are returned at inference.",
             _DETECTOR, default=0.3, minimum=0.0, maximum=1.0),
         Hyperparameter(
+            "gradient_clip_norm", "number",
+            "Clip the global gradient norm to this value before each update (0: no clipping). A step whose "
+            f"gradient is not finite is skipped; {NON_FINITE_STEPS_LIMIT} in a row fail the job (NonFiniteLoss).",
+            ALL_MODEL_TYPES, default=DEFAULT_GRADIENT_CLIP_NORM, minimum=0.0, maximum=1e6),
+        Hyperparameter(
             "image_size", "integer",
             "Side in pixels of the square images the model trains and predicts on.",
             _IMAGE_TYPES, minimum=32, maximum=1024, multiple_of=16),
@@ -156,6 +164,11 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
             "step_epochs", "integer",
             f"Epochs between step decays of the learning rate (factor {LR_DECAY_FACTOR:g}).",
             ALL_MODEL_TYPES, default=7, minimum=1, maximum=1000),
+        Hyperparameter(
+            "sync_batch_norm_below", "integer",
+            "With more than one GPU process, BatchNorm computes its statistics over the global batch "
+            "(SyncBatchNorm) when each process has fewer than this many items per step; 0: never.",
+            _IMAGE_TYPES, default=16, minimum=0, maximum=4096),
         Hyperparameter(
             "test_freq", "integer",
             "Evaluate on the validation set every this many epochs (and always after the last).",

@@ -24,6 +24,7 @@ ENV_JOB_NAME = "DEEPTRAIN_JOB_NAME"
 ENV_JOB_NAMESPACE = "DEEPTRAIN_JOB_NAMESPACE"
 ENV_API_SERVER = "DEEPTRAIN_API_SERVER"  # override of the in-cluster API server URL (tests)
 ENV_TERMINATION_LOG = "DEEPTRAIN_TERMINATION_LOG"
+ENV_LAUNCHER_PID = "DEEPTRAIN_LAUNCHER_PID"  # `deeptrain run`'s pid: torchrun ends when that process does
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096  # bytes kubelet keeps of a termination message
 
@@ -48,6 +49,8 @@ class ExitCode(enum.IntEnum):
     INVALID_CONFIG = 10
     INVALID_DATASET = 11
     OUTPUT_ERROR = 12
+    INSUFFICIENT_MEMORY = 13
+    NON_FINITE_LOSS = 14
 
 
 # Condition reason the operator reports for each permanent exit code.
@@ -55,6 +58,8 @@ PERMANENT_FAILURE_REASONS: dict[int, str] = {
     ExitCode.INVALID_CONFIG: "InvalidConfig",
     ExitCode.INVALID_DATASET: "InvalidDataset",
     ExitCode.OUTPUT_ERROR: "OutputError",
+    ExitCode.INSUFFICIENT_MEMORY: "InsufficientMemory",
+    ExitCode.NON_FINITE_LOSS: "NonFiniteLoss",
 }
 
 

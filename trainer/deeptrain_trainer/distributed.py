@@ -67,6 +67,12 @@ def seed_everything(seed: int, rank: int) -> None:
     torch.manual_seed(rank_seed)
 
 
+def wants_sync_batch_norm(per_rank_batch: int, world_size: int, below: int) -> bool:
+    """The SyncBatchNorm rule: several processes, each with fewer than `below` items per step (BatchNorm
+    statistics over a handful of items are noisy enough to hurt accuracy)."""
+    return world_size > 1 and per_rank_batch < below
+
+
 def barrier(ctx: DistributedContext) -> None:
     if ctx.is_distributed:
         dist.barrier()
@@ -122,6 +128,30 @@ def broadcast_from_main(ctx: DistributedContext, obj: Any) -> Any:
     box = [obj if ctx.is_main else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def process_count() -> int:
+    """Processes in the training gang (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def summed_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """`value` summed over every process of the training gang, for loss terms defined over the global
+    batch (detector positives, Dice overlaps). Gradients flow into this process's own share only;
+    see `undo_gradient_averaging`. Every process must call it at the same point of its step."""
+    if process_count() == 1:
+        return value
+    total = value.detach().clone()
+    dist.all_reduce(total)
+    return value + (total - value.detach())
+
+
+def undo_gradient_averaging(term: torch.Tensor) -> torch.Tensor:
+    """A loss term that is already the same global value on every process: DDP averages gradients over
+    the processes, which would divide this term's gradient by their number; scale it back (the
+    value is unchanged, only its gradient is multiplied)."""
+    processes = process_count()
+    return term if processes == 1 else term + (processes - 1) * (term - term.detach())
 
 
 def _collective_device(ctx: DistributedContext) -> torch.device:

@@ -7,7 +7,14 @@ a smaller batch than asked and, with batch norm, can be a single item.
 
 Checkpoints are written at the end of every epoch and when SIGTERM/SIGINT arrives (after the step
 under way, all ranks agreeing on the same step). A restarted process resumes from the latest one:
-same epoch, same position in the epoch's item order, same optimizer and RNG state.
+same epoch, same position in the epoch's item order, same optimizer, RNG state, BatchNorm statistics
+and running loss, so that on CPU the resumed run ends bit-identical to an uninterrupted one. Nothing
+the loop does draws from torch's global generator except the model itself (dropout): the item order
+and the flips are functions of (seed, epoch, index), and every DataLoader has its own generator.
+
+Each step clips the gradient norm (`gradient_clip_norm`) and skips the update when the norm is not
+finite (the gradients are all-reduced, so every rank decides alike); NON_FINITE_STEPS_LIMIT skipped
+steps in a row fail the job with NonFiniteLoss.
 """
 
 from __future__ import annotations
@@ -15,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +45,15 @@ from .artifacts import (
     weights_path,
     write_model,
 )
+from .catalog import NON_FINITE_STEPS_LIMIT
 from .checkpoint import (
-    capture_rng_state,
+    ResumeState,
     config_hash,
+    dataset_fingerprint,
     load_checkpoint,
-    restore_rng_state,
     run_hash,
     save_checkpoint,
+    why_not_resume,
 )
 from .contract import (
     CHECKPOINT_DIR,
@@ -67,8 +76,10 @@ from .distributed import (
     mean_across_ranks,
     seed_everything,
     shutdown_distributed,
+    wants_sync_batch_norm,
 )
-from .errors import ConfigError, Interrupted, termination_for
+from .errors import ConfigError, Interrupted, NonFiniteLoss, termination_for
+from .memory import check_memory, estimate_training_memory
 from .optim import build_optimizer, learning_rates_by_role, per_rank_batch_size, set_epoch_learning_rate
 from .plots import plot_training_curves
 from .reporting import Reporter, make_reporter, progress_payload, utc_now, write_termination_message
@@ -78,14 +89,6 @@ from .tasks.base import Evaluation, ModelSpec, Task, to_device
 log = logging.getLogger("deeptrain_trainer")
 
 LOSS_LOG_EVERY_STEPS = 10
-
-
-@dataclass
-class TrainingState:
-    epoch: int = 0  # the epoch under way (0-based); num_epochs once training is done
-    step_in_epoch: int = 0  # optimizer steps already taken in `epoch`
-    global_step: int = 0
-    last_eval: dict[str, float] | None = None
 
 
 class StopRequest:
@@ -121,7 +124,7 @@ def run_from_config_file(path: str) -> int:
             log.warning("%s", error)
         elif message.exitCode == 1:
             log.exception("training failed")
-        else:
+        elif int(os.environ.get("LOCAL_RANK", "0")) == 0:  # every rank fails alike: one line per machine
             log.error("%s: %s", message.reason, message.message)
         write_termination_message(message, overwrite=False)
         return message.exitCode
@@ -154,10 +157,12 @@ class Trainer:
         self.task: Task = task_for(config.modelType)
         self.output = OutputDir(config.outputUri)
         self.stop = StopRequest()
-        self.state = TrainingState()
+        self.state = ResumeState()
+        self.pending_process_state: ResumeState | None = None  # restored once the epoch's loader exists
         self.use_amp = ctx.is_cuda
         self.amp_dtype = torch.bfloat16 if ctx.is_cuda and torch.cuda.is_bf16_supported() else torch.float16
         self.channels_last = ctx.is_cuda and self.task.input_kind == "image"
+        self.clip_norm = float(self.hp.get("gradient_clip_norm", catalog.DEFAULT_GRADIENT_CLIP_NORM)) or math.inf
 
     # ----------------------------------------------------------------- setup
 
@@ -171,9 +176,15 @@ class Trainer:
         self.output.pull(CHECKPOINT_DIR)
         checkpoint = load_checkpoint(self.output.path(CHECKPOINT_DIR))
         self.run = run_hash(self.config.model_dump_json())
-        if checkpoint is not None and checkpoint.get("run_hash") != self.run:
-            log.info("the checkpoint in %s belongs to an earlier run with another config; starting a new run",
-                     self.output.path(CHECKPOINT_DIR))
+        # Every rank must take the same decision, so rank 0's listing is the one compared.
+        self.data_fingerprint = broadcast_from_main(self.ctx, dataset_fingerprint(
+            [uri for uri in (self.config.dataset.uri, self.config.dataset.validation_uri) if uri])
+            if self.ctx.is_main else None)
+        new_run_reason = why_not_resume(checkpoint, self.run, self.data_fingerprint) if checkpoint else None
+        if new_run_reason:
+            if self.ctx.is_main:
+                log.warning("not resuming from %s: %s; starting a new run", self.output.path(CHECKPOINT_DIR),
+                            new_run_reason)
             checkpoint = None
         self.identity = config_hash(self.config.modelType, self.config.template,
                                     self.config.templateScale.model_dump(), self.concepts)
@@ -196,6 +207,13 @@ class Trainer:
             self._load_base_model(self.config.baseModelUri)
 
         self.per_rank_batch = per_rank_batch_size(int(self.hp["batch_size"]), self.ctx.world_size)
+        if self.trains_by_gradient and self.task.input_kind == "image":
+            estimate = estimate_training_memory(self.model, image_size=int(self.spec.image_size or 0),
+                                                per_rank_batch=self.per_rank_batch, optimizer=self.task.optimizer,
+                                                device=self.ctx.device)
+            check_memory(estimate, processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), device=self.ctx.device,
+                         announce=self.ctx.local_rank == 0)
+        self.model = self._synchronise_batch_norm(self.model)
         self.train_set = self._dataset(splits.train, train=True)
         self.validation_set = self._dataset(splits.validation, train=False)
         items_per_epoch = int(self.hp.get("num_items_per_epoch", 0)) or len(splits.train)
@@ -203,7 +221,9 @@ class Trainer:
         self.num_epochs = int(self.hp["num_epochs"]) if self.trains_by_gradient else 1
         self.lineage = {"uri": self.config.dataset.uri, "format": self.config.dataset.format,
                         "train": len(splits.train), "validation": len(splits.validation),
-                        "skipped": splits.image_stats.skipped}
+                        "skipped": splits.image_stats.skipped, "fingerprint": self.data_fingerprint}
+        if new_run_reason:
+            self.lineage["newRunReason"] = new_run_reason
 
         self.optimizer = build_optimizer(self.model, self.hp, self.task.optimizer) if self.trains_by_gradient else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
@@ -267,6 +287,19 @@ class Trainer:
             log.warning("base model %s shares no backbone tensor with %s/%s: training starts from scratch",
                         uri, self.config.modelType, self.config.template)
 
+    def _synchronise_batch_norm(self, model: nn.Module) -> nn.Module:
+        below = int(self.hp.get("sync_batch_norm_below", 0))
+        if not wants_sync_batch_norm(self.per_rank_batch, self.ctx.world_size, below) or not self.trains_by_gradient:
+            return model
+        if not self.ctx.is_cuda:
+            log.info("%d items per process: SyncBatchNorm would apply, but torch runs it on GPUs only; each process "
+                     "normalises over its own items", self.per_rank_batch)
+            return model
+        log.info("%d items per process (< sync_batch_norm_below %d): BatchNorm statistics over all %d processes",
+                 self.per_rank_batch, below, self.ctx.world_size)
+        # Same parameter and buffer tensors, so the optimizer and the saved weights are unaffected.
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
     def _wrap(self, model: nn.Module) -> nn.Module:
         if not self.ctx.is_distributed or not self.trains_by_gradient:
             return model
@@ -304,27 +337,31 @@ class Trainer:
         rate = set_epoch_learning_rate(self.optimizer, self.hp, epoch)
         if start_step:
             log.info("resuming epoch %d/%d at step %d", epoch + 1, self.num_epochs, start_step)
+        else:
+            self.state.start_epoch()
         log.info("epoch %d/%d: %d steps of %d items, learning rate %.6g (%s)", epoch + 1, self.num_epochs,
                  self.steps_per_epoch, self.hp["batch_size"], rate,
                  ", ".join(f"{role} {lr:.3g}" for role, lr in learning_rates_by_role(self.optimizer).items()))
         self.ddp_model.train()
-        self.epoch_loss_sum, self.epoch_loss_count = 0.0, 0
         started, steps_done = time.monotonic(), 0
         for batch in self._train_batches(epoch, start_step):
-            loss_value = self._step(batch)
+            loss_value, finite = self._step(batch)
             self.state.step_in_epoch += 1
             self.state.global_step += 1
             steps_done += 1
-            self.epoch_loss_sum += loss_value
-            self.epoch_loss_count += 1
+            if finite:
+                self.state.loss_sum += loss_value
+                self.state.loss_count += 1
+                self.state.non_finite_in_a_row = 0
+            else:
+                self._skip_non_finite_step(loss_value)
             self._report_step(loss_value, started, steps_done)
             signum = max_across_ranks(self.ctx, self.stop.signum)
             if signum:
-                average_buffers(self.ctx, self.model)
-                self._checkpoint()
+                self._checkpoint()  # ranks' own BatchNorm statistics go in as they are: averaging would change the run
                 raise Interrupted(signum)
         average_buffers(self.ctx, self.model)  # evaluation and the checkpoint see the same statistics
-        self.epoch_mean_loss = mean_across_ranks(self.ctx, self.epoch_loss_sum / max(1, self.epoch_loss_count))
+        self.epoch_mean_loss = mean_across_ranks(self.ctx, self.state.loss_sum / max(1, self.state.loss_count))
         self.epoch_items_per_second = steps_done * int(self.hp["batch_size"]) / max(1e-9, time.monotonic() - started)
 
     def _train_batches(self, epoch: int, start_step: int) -> Iterator[Any]:
@@ -336,30 +373,52 @@ class Trainer:
         sampler.set_start(start_step * self.per_rank_batch)
         self.train_set.set_epoch(epoch)  # flips depend on (seed, epoch, index)
         loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, sampler=sampler, drop_last=True,
-                            collate_fn=collate_fn(self.config.modelType), **self._loader_options())
-        for index, batch in enumerate(loader, start=start_step):
+                            collate_fn=collate_fn(self.config.modelType), **self._loader_options(epoch))
+        batches = enumerate(iter(loader), start=start_step)
+        if self.pending_process_state is not None:  # after the loader started, before the first step
+            self.pending_process_state.restore_process_state(self.model)
+            self.pending_process_state = None
+        for index, batch in batches:
             if index >= self.steps_per_epoch:
                 break
             yield to_device(batch, self.ctx.device, self.channels_last)
 
-    def _loader_options(self) -> dict[str, Any]:
+    def _loader_options(self, epoch: int = 0) -> dict[str, Any]:
+        # Its own generator: a DataLoader iterator draws its base seed from the generator it is given,
+        # from torch's global one otherwise, which would shift every dropout mask after a resume.
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
         # CPU training shares the cores with the model's own threads; loading in-process is fastest there.
         if not self.ctx.is_cuda:
-            return {"num_workers": 0}
-        return {"num_workers": 4, "pin_memory": True, "persistent_workers": False}
+            return {"num_workers": 0, "generator": generator}
+        return {"num_workers": 4, "pin_memory": True, "persistent_workers": False, "generator": generator}
 
-    def _step(self, batch: Any) -> float:
+    def _step(self, batch: Any) -> tuple[float, bool]:
+        """One optimizer step; (loss, whether the gradient was finite and the update made)."""
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             loss, _ = self.task.training_loss(self.ddp_model, self.model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss.item()} at step {self.state.global_step + 1}; lower the learning rate "
-                "(spec.hyperparameters.lrate / per_item_lrate)")
         self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
+        self.scaler.unscale_(self.optimizer)
+        # DDP has averaged the gradients, so every rank computes the same norm and takes the same decision.
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        finite = bool(torch.isfinite(grad_norm))
+        if finite or self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # float16 loss scaling skips an overflowed step itself
         self.scaler.update()
-        return float(loss.detach())
+        return float(loss.detach()), finite
+
+    def _skip_non_finite_step(self, loss_value: float) -> None:
+        if self.scaler.is_enabled() and self.scaler.get_scale() >= 1.0:
+            return  # float16 loss scaling backing off after an overflow, not a broken run
+        self.state.non_finite_steps += 1
+        self.state.non_finite_in_a_row += 1
+        log.warning("step %d: the gradient is not finite (loss %s); update skipped (%d in a row, the job fails at %d)",
+                    self.state.global_step, loss_value, self.state.non_finite_in_a_row, NON_FINITE_STEPS_LIMIT)
+        if self.state.non_finite_in_a_row >= NON_FINITE_STEPS_LIMIT:
+            raise NonFiniteLoss(
+                f"{NON_FINITE_STEPS_LIMIT} steps in a row up to step {self.state.global_step} had a non-finite loss or "
+                "gradient; lower the learning rate (spec.hyperparameters.lrate / per_item_lrate) or "
+                "spec.hyperparameters.gradient_clip_norm")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.use_amp:
@@ -377,7 +436,7 @@ class Trainer:
         end_of_epoch = self.state.step_in_epoch == self.steps_per_epoch
         self.reporter.progress(progress_payload(
             epoch=self.state.epoch + 1, epochs=self.num_epochs, step=self.state.step_in_epoch, steps=self.steps_per_epoch,
-            loss=self.epoch_loss_sum / self.epoch_loss_count,
+            loss=self.state.loss_sum / self.state.loss_count if self.state.loss_count else None,
             items_per_second=steps_done * int(self.hp["batch_size"]) / max(1e-9, elapsed),
             eta_seconds=remaining * seconds_per_step, last_eval=self.state.last_eval), force=end_of_epoch)
 
@@ -390,7 +449,7 @@ class Trainer:
         started = time.monotonic()
         if self.ctx.is_main:
             loader = DataLoader(self.train_set, batch_size=self.per_rank_batch, collate_fn=collate_fn(self.config.modelType),
-                                **self._loader_options())
+                                **self._loader_options(self.state.epoch))
             self.model.eval()
             batches = (to_device(batch, self.ctx.device, self.channels_last) for batch in loader)
             with torch.no_grad(), self._autocast():
@@ -408,15 +467,18 @@ class Trainer:
     # ----------------------------------------------------------------- evaluation, epoch end
 
     def _evaluate(self) -> Evaluation | None:
-        """Each rank evaluates its share of the validation set; rank 0 computes the metrics."""
+        """Each rank evaluates its share of the validation set; rank 0 computes the metrics.
+
+        In float32 without autocast, as `deeptrain predict` runs: the reported metrics describe the
+        predictions users get."""
         from .data import collate_fn
 
         shard = Subset(self.validation_set, range(self.ctx.rank, len(self.validation_set), self.ctx.world_size))
         loader = DataLoader(shard, batch_size=self.per_rank_batch, collate_fn=collate_fn(self.config.modelType),
-                            **self._loader_options())
+                            **self._loader_options(self.state.epoch))
         self.model.eval()
         collected = []
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad():
             for batch in loader:
                 collected.append(self.task.collect(self.model, to_device(batch, self.ctx.device, self.channels_last), self.spec))
         self.model.train()
@@ -434,6 +496,7 @@ class Trainer:
             record: dict[str, Any] = {"epoch": epoch + 1, "step": self.state.global_step,
                                       "loss": round(self.epoch_mean_loss, 6),
                                       "lr": catalog.learning_rate_at_epoch(self.hp, epoch),
+                                      "skippedSteps": self.state.non_finite_steps,
                                       "itemsPerSecond": round(self.epoch_items_per_second, 2)}
             if evaluation is not None:
                 record["eval"] = evaluation.summary
@@ -447,23 +510,19 @@ class Trainer:
         self._checkpoint()
 
     def _checkpoint(self) -> None:
-        rng_states = gather_to_main(self.ctx, capture_rng_state())
+        resume = gather_to_main(self.ctx, self.state.capture(self.model))
         if self.ctx.is_main:
             state = {
                 "config_hash": self.identity,
                 "run_hash": self.run,
+                "dataset_fingerprint": self.data_fingerprint,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
                 "scaler": self.scaler.state_dict(),
-                "epoch": self.state.epoch,
-                "step_in_epoch": self.state.step_in_epoch,
-                "global_step": self.state.global_step,
-                "sampler_position": self.state.step_in_epoch * self.per_rank_batch,
                 "world_size": self.ctx.world_size,
-                "rng": rng_states,
+                "resume": resume,  # one ResumeState per rank, in rank order
                 "concepts": self.concepts,
                 "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
-                "last_eval": self.state.last_eval,
             }
             path = save_checkpoint(self.output.path(CHECKPOINT_DIR), state)
             self.output.push(CHECKPOINT_DIR, METRICS_HISTORY, TENSORBOARD_DIR)
@@ -476,13 +535,17 @@ class Trainer:
         if self.optimizer is not None and checkpoint.get("optimizer") is not None:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
-        self.state = TrainingState(epoch=checkpoint["epoch"], step_in_epoch=checkpoint["step_in_epoch"],
-                                   global_step=checkpoint["global_step"], last_eval=checkpoint.get("last_eval"))
-        rng_states = checkpoint.get("rng") or []
-        if checkpoint.get("world_size") == self.ctx.world_size and self.ctx.rank < len(rng_states):
-            restore_rng_state(rng_states[self.ctx.rank])
-        else:  # a different gang size: fresh per-rank streams, still reproducible
-            seed_everything(self.config.seed + checkpoint["global_step"], self.ctx.rank)
+        saved = [ResumeState.from_dict(state) for state in checkpoint["resume"]]
+        if checkpoint["world_size"] == self.ctx.world_size:
+            self.state = saved[self.ctx.rank]
+        else:  # another gang size: same position and epoch loss, fresh per-rank streams (still reproducible)
+            first = saved[0]
+            self.state = ResumeState(epoch=first.epoch, step_in_epoch=first.step_in_epoch, global_step=first.global_step,
+                                     last_eval=first.last_eval, loss_sum=sum(s.loss_sum for s in saved) / len(saved),
+                                     loss_count=first.loss_count, non_finite_steps=first.non_finite_steps,
+                                     non_finite_in_a_row=first.non_finite_in_a_row)
+            seed_everything(self.config.seed + first.global_step, self.ctx.rank)
+        self.pending_process_state = self.state
         log.info("resumed from checkpoint: epoch %d, step %d in epoch, global step %d",
                  self.state.epoch, self.state.step_in_epoch, self.state.global_step)
 

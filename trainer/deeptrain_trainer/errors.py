@@ -32,6 +32,20 @@ class OutputError(TrainerError):
     reason = PERMANENT_FAILURE_REASONS[ExitCode.OUTPUT_ERROR]
 
 
+class InsufficientMemory(TrainerError):
+    """The estimated training memory exceeds the container's limit: it would be OOM-killed, again and again."""
+
+    exit_code = ExitCode.INSUFFICIENT_MEMORY
+    reason = PERMANENT_FAILURE_REASONS[ExitCode.INSUFFICIENT_MEMORY]
+
+
+class NonFiniteLoss(TrainerError):
+    """Too many steps in a row had a non-finite gradient: retrying from the checkpoint would do the same."""
+
+    exit_code = ExitCode.NON_FINITE_LOSS
+    reason = PERMANENT_FAILURE_REASONS[ExitCode.NON_FINITE_LOSS]
+
+
 class Interrupted(Exception):
     """SIGTERM/SIGINT arrived; the checkpoint is written and the process exits 128 + signal."""
 

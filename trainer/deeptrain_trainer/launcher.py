@@ -1,8 +1,12 @@
 """`deeptrain run`: the cluster's trainer, launched on this machine with torchrun.
 
 The config is written to <output>/job.json and torchrun starts the processes exactly as a pod
-would. Ctrl-C is forwarded once as SIGINT (each process finishes its step, writes the checkpoint
-and exits; the next `deeptrain run` resumes); a second Ctrl-C kills the processes.
+would. The first SIGINT (Ctrl-C), SIGTERM (`timeout`, `kill`) or SIGHUP (a closed terminal) is
+passed on (SIGINT as SIGINT, the others as SIGTERM, which the trainer handles the same way): each
+process finishes its step, writes the checkpoint and exits, and the next `deeptrain run` resumes.
+A second signal, or STOP_GRACE_SECONDS without an exit, kills the whole process tree; if this
+process dies outright, torchrun and the ranks get SIGTERM from Linux (see `lifeline`).
+torchrun's own log and tracebacks go to <output>/torchrun.log, printed when training fails.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from types import FrameType
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +27,7 @@ from rich.table import Table
 from .artifacts import OutputDir, write_json
 from .contract import (
     CONFIG_FILENAME,
+    ENV_LAUNCHER_PID,
     ENV_REPORT,
     ENV_TERMINATION_LOG,
     MODEL_CARD,
@@ -31,9 +38,13 @@ from .contract import (
     TrainerConfig,
     parse_termination_message,
 )
+from .lifeline import kill_tree, process_tree
 
 MAX_RESTARTS = 3
 CPU_PROCESSES = 2
+TORCHRUN_LOG = "torchrun.log"
+STOP_GRACE_SECONDS = 120  # a checkpoint of a large model on a slow disk; then the tree is killed
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def default_nproc() -> int:
@@ -42,9 +53,10 @@ def default_nproc() -> int:
     return torch.cuda.device_count() or CPU_PROCESSES
 
 
-def torchrun_command(config_path: Path, nproc: int, max_restarts: int = MAX_RESTARTS) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-            f"--max-restarts={max_restarts}", "-m", "deeptrain_trainer", "--config", str(config_path)]
+def torchrun_command(config_path: Path, nproc: int, log_path: Path, max_restarts: int = MAX_RESTARTS) -> list[str]:
+    return [sys.executable, "-m", "deeptrain_trainer.torchrun_logged", str(log_path),
+            "--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}",
+            "-m", "deeptrain_trainer", "--config", str(config_path)]
 
 
 def trainer_env(termination_log: Path) -> dict[str, str]:
@@ -54,7 +66,80 @@ def trainer_env(termination_log: Path) -> dict[str, str]:
     # A restarted gang must not reuse the previous attempt's store (torchrun's own advice).
     env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     env[ENV_TERMINATION_LOG] = str(termination_log)
+    env[ENV_LAUNCHER_PID] = str(os.getpid())
     return env
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM/SIGHUP are remembered and passed on to the running torchrun."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.signum = 0
+        self.count = 0
+        self.stopped_at: float | None = None
+        self.process: subprocess.Popen | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        self.signum = self.signum or signum
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self.count == 1:
+            _say(self.console, f"got {signal.Signals(signum).name}: stopping after the current step and writing "
+                               "a checkpoint (signal again to kill)")
+            self.process.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+        else:
+            kill_tree(process_tree(self.process.pid))
+
+    def wait(self, process: subprocess.Popen) -> int:
+        """The exit code of `process`; kills its tree when it outlives a stop request by STOP_GRACE_SECONDS."""
+        self.process = process
+        tree: list[int] = []
+        killed = False
+        while True:
+            try:
+                code = process.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                if self.stopped_at is None:
+                    tree = process_tree(process.pid)  # the ranks, to find them once torchrun is gone
+                elif not killed and time.monotonic() - self.stopped_at > STOP_GRACE_SECONDS:
+                    _say(self.console, f"the training processes did not stop within {STOP_GRACE_SECONDS} s; "
+                                       "killing them")
+                    kill_tree(process_tree(process.pid))
+                    killed = True
+        # Anything of the tree still alive (torchrun was killed before it could stop its ranks) goes too.
+        kill_tree([pid for pid in tree[1:] if _is_our_child_process(pid)])
+        return 128 + self.signum if self.signum else code
+
+
+def _is_our_child_process(pid: int) -> bool:
+    # Pids are reused: only a process still running our trainer (same command line) is one of ours.
+    try:
+        return b"deeptrain_trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _say(console: Console, text: str) -> None:
+    """Print, unless the terminal is gone (after SIGHUP writes fail; the run must still stop cleanly)."""
+    try:
+        console.print(text, soft_wrap=True, markup=False)
+    except OSError:
+        pass
 
 
 def run_local(config: TrainerConfig, nproc: int | None) -> int:
@@ -62,58 +147,54 @@ def run_local(config: TrainerConfig, nproc: int | None) -> int:
     nproc = nproc or default_nproc()
     batch_size = int(config.hyperparameters["batch_size"])
     if batch_size % nproc:
-        console.print(f"[red]spec.hyperparameters.batch_size: {batch_size} is the global batch and must be a "
-                      f"multiple of the {nproc} processes; change it or pass --nproc[/red]")
+        console.print(f"spec.hyperparameters.batch_size: {batch_size} is the global batch and must be a "
+                      f"multiple of the {nproc} processes; change it or pass --nproc", style="red", markup=False)
         return int(ExitCode.INVALID_CONFIG)
     output = OutputDir(config.outputUri)
     config_path = output.path(CONFIG_FILENAME)
     write_json(config_path, json.loads(config.model_dump_json()))
-    console.print(f"training {config.modelType}/{config.template} with {nproc} processes; output in {output.root}")
+    log_path = output.path(TORCHRUN_LOG)
+    log_path.write_text("")
+    console.print(f"training {config.modelType}/{config.template} with {nproc} processes; output in {output.root}",
+                  markup=False)
 
-    with tempfile.TemporaryDirectory(prefix="deeptrain-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="deeptrain-") as scratch, StopSignals(console) as stop:
         termination_log = Path(scratch) / "termination-log"
         # The gang is restarted here, not by torchrun: torchrun would restart a permanent failure (bad
         # data, bad config) too, a crash loop that only repeats the same error.
         for attempt in range(MAX_RESTARTS + 1):
             termination_log.write_text("")
             if attempt:
-                console.print(f"restarting the training processes (restart {attempt} of {MAX_RESTARTS})")
-            process = subprocess.Popen(torchrun_command(config_path, nproc, max_restarts=0),
+                _say(console, f"restarting the training processes (restart {attempt} of {MAX_RESTARTS})")
+            process = subprocess.Popen(torchrun_command(config_path, nproc, log_path, max_restarts=0),
                                        env=trainer_env(termination_log),
-                                       start_new_session=True)  # Ctrl-C reaches us only; we decide what to forward
-            exit_code = _wait_forwarding_interrupts(process, console)
+                                       start_new_session=True)  # signals reach us only; we decide what to forward
+            exit_code = stop.wait(process)
             message = parse_termination_message(termination_log.read_text())
-            if exit_code == 0 or exit_code == 128 + signal.SIGINT or (message is not None and message.permanent):
+            if exit_code == 0 or stop.signum or (message is not None and message.permanent):
                 break
 
     if exit_code != 0:
-        interrupted = (message is not None and message.reason == "Interrupted") or exit_code == 128 + signal.SIGINT
+        interrupted = stop.signum or (message is not None and message.reason == "Interrupted")
         if interrupted:
-            console.print(f"interrupted; checkpoint kept in {output.path('checkpoints')}: run again to resume",
-                          soft_wrap=True)
-        elif message is not None and message.exitCode:
-            console.print(f"[red]training failed: {message.reason}: {message.message}[/red]")
+            _say(console, f"interrupted; checkpoint kept in {output.path('checkpoints')}: run again to resume")
+            if stop.signum:
+                return 128 + stop.signum
+        else:
+            print_failure(console, message, exit_code, log_path)
         return message.exitCode if message is not None and message.exitCode else exit_code
     _print_summary(console, output, message)
     return 0
 
 
-def _wait_forwarding_interrupts(process: subprocess.Popen, console: Console) -> int:
-    interrupts = 0
-    while True:
-        try:
-            code = process.wait()
-            break
-        except KeyboardInterrupt:
-            interrupts += 1
-            if interrupts == 1:
-                console.print("stopping after the current step and writing a checkpoint (Ctrl-C again to kill)")
-                process.send_signal(signal.SIGINT)
-            else:
-                os.killpg(process.pid, signal.SIGKILL)
-    if interrupts:
-        return 128 + signal.SIGINT
-    return code
+def print_failure(console: Console, message: TerminationMessage | None, exit_code: int, log_path: Path) -> None:
+    """The trainer's one line (never read as markup: fixes name things like "[x, y, width, height]")."""
+    if message is not None and message.exitCode:
+        line = f"training failed: {message.reason}: {message.message}"
+    else:
+        line = f"training failed (exit code {exit_code}) without a message from the trainer"
+    console.print(line, style="red", soft_wrap=True, markup=False)
+    console.print(f"torchrun's log (with its traceback): {log_path}", soft_wrap=True, markup=False)
 
 
 def _print_summary(console: Console, output: OutputDir, message: TerminationMessage | None) -> None:

@@ -32,12 +32,15 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
         problems.append(("spec.nprocPerNode", f"{spec.nprocPerNode} processes per pod but {gpus} GPUs requested; "
                                               f'use "auto" or at most {gpus}'))
     if not problems:
-        processes = spec.workers * (spec.nprocPerNode if isinstance(spec.nprocPerNode, int) else (gpus or 1))
+        from ..builders import nproc_per_node  # what the pods will run, "auto" resolved from their resources
+
+        processes = spec.workers * nproc_per_node(job)
         batch_size = catalog.resolve_hyperparameters(spec.modelType, spec.hyperparameters.to_dict())["batch_size"]
-        if batch_size < processes:
+        if batch_size % processes:
             problems.append(("spec.hyperparameters.batch_size",
-                             f"the global batch of {batch_size} is smaller than the {processes} training processes; "
-                             "raise batch_size or lower workers/nprocPerNode"))
+                             f"the global batch of {batch_size} does not split evenly over the {processes} training "
+                             f"processes (workers {spec.workers} x nprocPerNode {processes // spec.workers}); "
+                             f"use a multiple of {processes} or change workers/nprocPerNode"))
     return problems
 
 

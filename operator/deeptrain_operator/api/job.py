@@ -200,7 +200,7 @@ class DeepTrainingJobSpec(ApiModel):
     """What to train, on what data, where the model goes, and on how many pods."""
 
     model_config = {"json_schema_extra": {"x-kubernetes-validations": [
-        rules.template_offered(), *rules.hyperparameters_for_model_type()]}}
+        rules.template_offered(), *rules.hyperparameters_for_model_type(), rules.batch_divides_over_processes()]}}
 
     modelType: ModelTypeName = Field(description="The kind of model: " + ", ".join(catalog.MODEL_TYPES) + ".")
     template: TemplateName = Field(description="Architecture; the allowed set depends on modelType.")

@@ -18,6 +18,7 @@ from .common import API_VERSION
 from .crdgen import schema_for
 from .job import DeepTrainingJob
 from .workflow import Workflow
+from .yaml_safety import UnsafeYamlError, load_documents, non_finite_number, read_manifest_text
 
 ApiObject = DeepTrainingJob | Workflow
 MODELS: dict[str, type[BaseModel]] = {DeepTrainingJob.__name__: DeepTrainingJob, Workflow.__name__: Workflow}
@@ -38,7 +39,8 @@ class ManifestError(ValueError):
             text = f"document {document}: {text}"
         if more:
             text += f" (and {more} more problem{'s' if more > 1 else ''})"
-        super().__init__(text)
+        # Keys and values quoted from the manifest may hold line breaks; the answer stays one line.
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
     @classmethod
     def from_field_errors(cls, errors: list[structural.FieldError], document: int | None) -> ManifestError:
@@ -60,7 +62,7 @@ def admit(document: Any, *, index: int | None = None) -> ApiObject:
         raise ManifestError("(document)", "is not a mapping; write a Kubernetes object with apiVersion, kind, "
                                           "metadata and spec", document=index)
     kind = document.get("kind")
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         raise ManifestError("kind", f"{kind!r} is not a deeptrain kind; use one of: {', '.join(MODELS)}",
                             document=index)
     if document.get("apiVersion") != API_VERSION:
@@ -100,7 +102,9 @@ def admit(document: Any, *, index: int | None = None) -> ApiObject:
 def load_objects(path: str | Path) -> list[ApiObject]:
     """Every object of a YAML file (one or more documents), each admitted; ManifestError on the first problem."""
     try:
-        documents = [doc for doc in yaml.safe_load_all(Path(path).read_text()) if doc is not None]
+        documents = load_documents(read_manifest_text(Path(path)))
+    except UnsafeYamlError as error:
+        raise ManifestError("(yaml)", str(error)) from None
     except yaml.YAMLError as error:
         raise ManifestError("(yaml)", f"{' '.join(str(error).split())}; fix the YAML syntax") from None
     except OSError as error:
@@ -108,6 +112,10 @@ def load_objects(path: str | Path) -> list[ApiObject]:
     if not documents:
         raise ManifestError("(file)", "holds no objects; write a DeepTrainingJob or Workflow manifest")
     numbered = len(documents) > 1
+    for i, document in enumerate(documents):
+        found = non_finite_number(document)
+        if found is not None:
+            raise ManifestError(found[0], f"{found[1]}; give a finite number", document=i + 1 if numbered else None)
     return [admit(doc, index=i + 1 if numbered else None) for i, doc in enumerate(documents)]
 
 

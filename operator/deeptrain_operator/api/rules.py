@@ -80,6 +80,28 @@ def hyperparameters_for_model_type() -> list[Rule]:
     return rules
 
 
+def batch_divides_over_processes() -> Rule:
+    """The global batch splits evenly over workers x nprocPerNode, when both are integers at admission
+    ("auto" depends on the pods' resources: the operator checks those jobs before creating pods)."""
+    defaults = "{" + ", ".join(f"'{mt.name}': {mt.defaults['batch_size']}" for mt in catalog.MODEL_TYPES.values()) + "}"
+    batch = (f"(has(self.hyperparameters) && has(self.hyperparameters.batch_size)"
+             f" ? self.hyperparameters.batch_size : {defaults}[self.modelType])")
+    workers = "(has(self.workers) ? self.workers : 1)"
+    processes = f"({workers} * self.nprocPerNode)"
+    return {
+        # Invalid counts (< 1) are their own fields' errors, not this rule's.
+        "rule": f"!has(self.nprocPerNode) || type(self.nprocPerNode) != int || self.nprocPerNode < 1"
+                f" || {workers} < 1 || {batch} % {processes} == 0",
+        "messageExpression": (
+            f"'spec.hyperparameters.batch_size ' + string({batch}) + ' (the global batch) must be a multiple of the '"
+            f" + string({processes}) + ' training processes (workers x nprocPerNode); change batch_size, workers"
+            " or nprocPerNode'"),
+        "message": "spec.hyperparameters.batch_size (the global batch) must be a multiple of workers x nprocPerNode; "
+                   "change batch_size, workers or nprocPerNode",
+        "fieldPath": ".hyperparameters.batch_size",
+    }
+
+
 def at_most_one_learning_rate() -> Rule:
     keys = catalog.LEARNING_RATE_KEYS
     return {

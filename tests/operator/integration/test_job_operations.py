@@ -160,11 +160,19 @@ async def test_the_schema_rejects_an_invalid_spec_naming_the_field(kube, namespa
     assert "detection_score_threshold" in str(rejected.value)
 
 
-async def test_a_spec_only_the_operator_can_refuse_fails_with_invalid_spec(kube, namespace, operator, wait_job):
-    name = "more-processes-than-gpus"  # each field is valid alone; together they cannot run
-    await kube.create(job_manifest(name, namespace, nprocPerNode=4, resources={"limits": {"nvidia.com/gpu": 2}}))
+@pytest.mark.parametrize(("name", "spec", "message"), [
+    # each field is valid alone; together they cannot run
+    ("more-processes-than-gpus", {"nprocPerNode": 4, "resources": {"limits": {"nvidia.com/gpu": 2}}},
+     "spec.nprocPerNode:"),
+    # nprocPerNode "auto" = 3 GPUs per pod: 2 x 3 processes cannot share a batch of 8 (the schema cannot know)
+    ("batch-not-divisible", {"workers": 2, "resources": {"limits": {"nvidia.com/gpu": 3}}},
+     "spec.hyperparameters.batch_size: the global batch of 8 does not split evenly over the 6 training processes"),
+])
+async def test_a_spec_only_the_operator_can_refuse_fails_with_invalid_spec(name, spec, message, kube, namespace,
+                                                                            operator, wait_job):
+    await kube.create(job_manifest(name, namespace, **spec))
     failed = await wait_job(name, type="Failed", reason="InvalidSpec")
-    assert failed["status"]["message"].startswith("spec.nprocPerNode:")
+    assert failed["status"]["message"].startswith(message), failed["status"]["message"]
     assert failed["status"]["phase"] == "Failed"
     assert await kube.list("batch/v1", "Job", namespace) == []
 

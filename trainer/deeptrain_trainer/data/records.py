@@ -33,6 +33,9 @@ class ImageRecord:
     negative_concepts: list[str] = field(default_factory=list)  # image-level, value 0
     boxes: list[Box] = field(default_factory=list)
     box_concepts: list[str] = field(default_factory=list)  # one per box
+    # One per box when the format marks crowds (COCO iscrowd: a region of many objects, labelled as one
+    # box); empty when it does not. Crowd boxes are regions to ignore, never objects to find.
+    box_crowd: list[bool] = field(default_factory=list)
     masks: list[Mask] = field(default_factory=list)
     mask_concepts: list[str] = field(default_factory=list)  # one per mask
     anomaly_mask_uri: str | None = None  # ground-truth defect pixels (visual-anomaly-heatmap)
@@ -41,6 +44,10 @@ class ImageRecord:
     frame_time_ms: int | None = None
     id: str = ""
     source: str = ""  # where the record was declared ("path:line" or path), for error messages
+
+    @property
+    def crowd_flags(self) -> list[bool]:
+        return self.box_crowd or [False] * len(self.boxes)
 
     @property
     def is_anomalous(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -12,10 +13,12 @@ from .. import catalog
 from ..contract import TrainerConfig
 from . import uris
 from .errors import DatasetError
-from .images import ImageLoadStats, check_images
+from .images import SKIPPED_EXAMPLES_KEPT, ImageLoadStats, check_images
 from .readers import read_records
 from .records import ImageRecord, Record
 from .video_records import expand_videos, video_of
+
+log = logging.getLogger(__name__)
 
 # Used when the job gives neither validation_fraction nor validation_uri.
 DEFAULT_VALIDATION_FRACTION = 0.1
@@ -55,9 +58,11 @@ def restrict_to_concepts(records: Sequence[Record], concepts: Collection[str] | 
         record = replace(record, concepts=[c for c in record.concepts if c in allowed],
                          negative_concepts=[c for c in record.negative_concepts if c in allowed])
         if isinstance(record, ImageRecord):
-            boxes = [(box, c) for box, c in zip(record.boxes, record.box_concepts, strict=True) if c in allowed]
+            boxes = [(box, c, crowd) for box, c, crowd in zip(record.boxes, record.box_concepts, record.crowd_flags,
+                                                             strict=True) if c in allowed]
             masks = [(mask, c) for mask, c in zip(record.masks, record.mask_concepts, strict=True) if c in allowed]
-            record = replace(record, boxes=[b for b, _ in boxes], box_concepts=[c for _, c in boxes],
+            record = replace(record, boxes=[b for b, _, _ in boxes], box_concepts=[c for _, c, _ in boxes],
+                             box_crowd=[crowd for _, _, crowd in boxes] if record.box_crowd else [],
                              masks=[m for m, _ in masks], mask_concepts=[c for _, c in masks])
             if model_type in (catalog.VISUAL_DETECTOR, catalog.VISUAL_SEGMENTER):
                 kept.append(record)
@@ -138,17 +143,43 @@ def _require_labels(records: Sequence[Record], model_type: str, logreg: bool) ->
                                "give every input a concept, or set logreg: true for multi-label data")
 
 
+def _tolerate_invalid_lines(lines: ImageLoadStats, config: TrainerConfig) -> None:
+    """Malformed annotation lines count against the tolerance the way undecodable images do."""
+    if not lines.skipped:
+        return
+    tolerance = config.dataset.invalid_data_tolerance_percent
+    percent = lines.skipped_fraction() * 100
+    summary = f"{lines.skipped} of {lines.total} lines are invalid, e.g. " + ", ".join(lines.examples)
+    if percent > tolerance:
+        raise DatasetError(uris.resolve_uri(config.dataset.uri),
+                           f"{summary}: {percent:.1f}% is over the tolerated {tolerance:g}%",
+                           "fix or remove those lines, or raise spec.dataset.invalidDataTolerancePercent")
+    log.warning("skipping %s (%.1f%%, tolerated up to %g%%)", summary, percent, tolerance)
+
+
+def _require_two_concepts(concepts: list[str], model_type: str, logreg: bool, location: str) -> None:
+    """Choosing among one concept teaches nothing (loss 0, accuracy 1.0 from the first step)."""
+    choosing = model_type in (catalog.VISUAL_CLASSIFIER, catalog.TEXT_CLASSIFIER) and not logreg
+    if (choosing or model_type == catalog.VISUAL_EMBEDDER) and len(concepts) < 2:
+        raise DatasetError(location, f"a {model_type} needs at least two concepts with training data; found only "
+                                     f"{', '.join(repr(c) for c in concepts)}",
+                           "add data of another concept (a folder per concept for imagefolder)"
+                           + ("" if model_type == catalog.VISUAL_EMBEDDER else
+                              ", or set logreg: true to learn one concept's presence from positives and negatives"))
+
+
 def load_splits(config: TrainerConfig) -> Splits:
     model_type = config.modelType
     dataset = config.dataset
     anomaly = model_type == catalog.VISUAL_ANOMALY_HEATMAP
-    records = restrict_to_concepts(read_records(dataset.uri, dataset.format, model_type, None), config.concepts,
-                                   model_type)
+    lines = ImageLoadStats()  # jsonl lines that do not parse, tolerated like undecodable images
+    records = restrict_to_concepts(read_records(dataset.uri, dataset.format, model_type, None, lines),
+                                   config.concepts, model_type)
     records, stats = expand_videos(records, dataset.video_frame_rate)
     if dataset.validation_uri is not None:
         train = list(records)
         validation, validation_videos = expand_videos(
-            restrict_to_concepts(read_records(dataset.validation_uri, dataset.format, model_type, None),
+            restrict_to_concepts(read_records(dataset.validation_uri, dataset.format, model_type, None, lines),
                                  config.concepts, model_type), dataset.video_frame_rate)
         stats.add(validation_videos)
         if anomaly:
@@ -161,8 +192,11 @@ def load_splits(config: TrainerConfig) -> Splits:
             validation += [r for r in records if isinstance(r, ImageRecord) and r.is_anomalous]
         else:
             train, validation = split_by_fraction(records, fraction, config.seed, model_type)
+    _tolerate_invalid_lines(lines, config)
     if catalog.model_type(model_type).input == "image":
         train, validation, stats = _drop_undecodable(train, validation, config, stats)
+    stats.skipped += lines.skipped
+    stats.examples = (stats.examples + lines.examples)[:SKIPPED_EXAMPLES_KEPT]
     location = uris.resolve_uri(dataset.uri)
     if not train:
         what = "no normal images (folders or concepts named good or normal)" if anomaly else "no training examples"
@@ -176,6 +210,7 @@ def load_splits(config: TrainerConfig) -> Splits:
     if not concepts:
         raise DatasetError(location, f"no concepts found for {model_type}",
                            "label the data (detectors need boxes, segmenters need polygons or masks)")
+    _require_two_concepts(concepts, model_type, bool(config.hyperparameters.get("logreg", False)), location)
     if not anomaly:
         taught = {label for record in train for label in record_labels(record, model_type)}
         for concept in concepts:

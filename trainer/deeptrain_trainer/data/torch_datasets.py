@@ -1,8 +1,10 @@
 """Torch datasets and collate functions per model type (the batch conventions the engine relies on).
 
     classifier / embedder  (images [B,3,S,S], targets LongTensor [B] | multi-hot FloatTensor [B,C] with logreg)
-    detector               (images, [{"boxes": FloatTensor [N,4] x1,y1,x2,y2 pixels, "labels": LongTensor [N]}])
-    segmenter              (images, masks LongTensor [B,S,S]: 0 background, i+1 for concept i)
+    detector               (images, [{"boxes": FloatTensor [N,4] x1,y1,x2,y2 pixels, "labels": LongTensor [N],
+                                       "iscrowd": BoolTensor [N] (COCO crowd regions)}])
+    segmenter              (images, masks LongTensor [B,S,S]: 0 background, i+1 for concept i;
+                            validation adds [LongTensor [H,W]]: each mask at its image's original size)
     anomaly                (images, labels LongTensor [B]: 0 normal 1 anomalous, masks FloatTensor [B,S,S])
     text                   (token ids LongTensor [B,L] 0-padded, targets as classifier)
 
@@ -74,12 +76,13 @@ class ImageRecordDataset(Dataset):
         self.records = list(records)
         self.concept_index = {concept: i for i, concept in enumerate(concepts)}
         self.image_size = image_size
+        self.train = train
         self.flips = train and flips
         self.seed = seed
         self.epoch = 0
         self.stats = ImageLoadStats()  # images that failed to decode here and were replaced
         fits = len(self.records) * image_size * image_size * 3 <= DECODED_CACHE_BYTES
-        self._decoded: dict[int, tuple[ImageRecord, Image.Image]] | None = {} if fits else None
+        self._decoded: dict[int, tuple[ImageRecord, Image.Image, tuple[int, int]]] | None = {} if fits else None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -104,28 +107,30 @@ class ImageRecordDataset(Dataset):
         raise DatasetError(self.records[index].uri, "no image of this dataset can be decoded",
                            "check the files are images")
 
-    def _load_resized(self, index: int) -> tuple[ImageRecord, Image.Image]:
+    def _load_resized(self, index: int) -> tuple[ImageRecord, Image.Image, tuple[int, int]]:
+        """The record, its image resized to SxS and the image's original (width, height)."""
         if self._decoded is not None and index in self._decoded:
             return self._decoded[index]
         record, image = self._load(index)
-        loaded = record, resize_image(image, self.image_size)
+        loaded = record, resize_image(image, self.image_size), image.size
         if self._decoded is not None:
             self._decoded[index] = loaded
         return loaded
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        record, image = self._load_resized(index)
+        record, image, original_size = self._load_resized(index)
         flipped = self._is_flipped(index)
         if flipped:
             image = flip_image(image)
-        return self.item(record, image_to_tensor(image), flipped)
+        return self.item(record, image_to_tensor(image), flipped, original_size)
 
-    def _masks(self, record: ImageRecord, flipped: bool) -> list[tuple[str, np.ndarray]]:
-        masks = [(concept, rasterize_mask(mask, self.image_size))
+    def _masks(self, record: ImageRecord, flipped: bool, size: tuple[int, int] | None = None) -> list[tuple[str, np.ndarray]]:
+        """Each mask rasterised at (width, height) `size`, SxS by default."""
+        masks = [(concept, rasterize_mask(mask, size or (self.image_size, self.image_size)))
                  for concept, mask in zip(record.mask_concepts, record.masks, strict=True)]
         return [(concept, flip_mask(mask) if flipped else mask) for concept, mask in masks]
 
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[Any, ...]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[Any, ...]:
         raise NotImplementedError
 
 
@@ -134,32 +139,42 @@ class ClassificationDataset(ImageRecordDataset):
         super().__init__(*args, **kwargs)
         self.logreg = logreg
 
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         return image, _class_target(record.concepts, self.concept_index, self.logreg)
 
 
 class DetectionDataset(ImageRecordDataset):
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         boxes = flip_boxes(record.boxes) if flipped else record.boxes
         labels = [self.concept_index[concept] for concept in record.box_concepts]
-        return image, {"boxes": boxes_to_pixels(boxes, self.image_size), "labels": torch.tensor(labels, dtype=torch.long)}
+        return image, {"boxes": boxes_to_pixels(boxes, self.image_size), "labels": torch.tensor(labels, dtype=torch.long),
+                       "iscrowd": torch.tensor(record.crowd_flags, dtype=torch.bool)}
 
 
 class SegmentationDataset(ImageRecordDataset):
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        target = np.zeros((self.image_size, self.image_size), dtype=np.int64)
-        for concept, mask in self._masks(record, flipped):  # later objects are drawn over earlier ones
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool,
+             original_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        target = torch.from_numpy(self._target(record, flipped, (self.image_size, self.image_size)))
+        if self.train:
+            return image, target
+        # Validation also scores the prediction at the image's own size, as users' masks are measured.
+        return image, target, torch.from_numpy(self._target(record, flipped, original_size))
+
+    def _target(self, record: ImageRecord, flipped: bool, size: tuple[int, int]) -> np.ndarray:
+        width, height = size
+        target = np.zeros((height, width), dtype=np.int64)
+        for concept, mask in self._masks(record, flipped, size):  # later objects are drawn over earlier ones
             target[mask] = self.concept_index[concept] + 1
-        return image, torch.from_numpy(target)
+        return target
 
 
 class AnomalyDataset(ImageRecordDataset):
-    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def item(self, record: ImageRecord, image: torch.Tensor, flipped: bool, original_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         truth = np.zeros((self.image_size, self.image_size), dtype=bool)
         for _, mask in self._masks(record, flipped):
             truth |= mask
         if record.anomaly_mask_uri:
-            mask_image = rasterize_mask(Mask(image_uri=record.anomaly_mask_uri), self.image_size)
+            mask_image = rasterize_mask(Mask(image_uri=record.anomaly_mask_uri), (self.image_size, self.image_size))
             truth |= flip_mask(mask_image) if flipped else mask_image
         label = torch.tensor(int(record.is_anomalous), dtype=torch.long)
         return image, label, torch.from_numpy(truth.astype(np.float32))
@@ -210,6 +225,13 @@ def _stack_pairs(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[to
     return torch.stack([item[0] for item in batch]), torch.stack([item[1] for item in batch])
 
 
+def _collate_segmentation(batch: Sequence[tuple[torch.Tensor, ...]]) -> tuple[Any, ...]:
+    images, masks = _stack_pairs(batch)
+    if len(batch[0]) == 2:
+        return images, masks
+    return images, masks, [item[2] for item in batch]  # original sizes differ: a list, not a stack
+
+
 def _collate_detection(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
                        ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     return torch.stack([item[0] for item in batch]), [item[1] for item in batch]
@@ -234,7 +256,7 @@ def collate_fn(model_type: str) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     collates: dict[str, Callable[[Sequence[Any]], tuple[Any, ...]]] = {
         catalog.VISUAL_CLASSIFIER: _stack_pairs,
         catalog.VISUAL_EMBEDDER: _stack_pairs,
-        catalog.VISUAL_SEGMENTER: _stack_pairs,
+        catalog.VISUAL_SEGMENTER: _collate_segmentation,
         catalog.VISUAL_DETECTOR: _collate_detection,
         catalog.VISUAL_ANOMALY_HEATMAP: _collate_anomaly,
         catalog.TEXT_CLASSIFIER: _collate_text,

@@ -46,14 +46,15 @@ def boxes_to_pixels(boxes: Sequence[Box], size: int) -> torch.Tensor:
     return torch.tensor(boxes, dtype=torch.float32) * size
 
 
-def rasterize_mask(mask: Mask, size: int) -> np.ndarray:
-    """A mask as a boolean [S, S] array (before any flip)."""
+def rasterize_mask(mask: Mask, size: tuple[int, int]) -> np.ndarray:
+    """A mask as a boolean [height, width] array for (width, height) `size` (before any flip)."""
+    width, height = size
     if mask.polygon is not None:
-        canvas = Image.new("L", (size, size), 0)
-        ImageDraw.Draw(canvas).polygon([(x * size, y * size) for x, y in mask.polygon], fill=1)
+        canvas = Image.new("L", (width, height), 0)
+        ImageDraw.Draw(canvas).polygon([(x * width, y * height) for x, y in mask.polygon], fill=1)
         return np.asarray(canvas, dtype=bool)
     image = load_mask_image(mask.image_uri, mask.image_bytes)
-    return np.asarray(image.resize((size, size), Image.Resampling.NEAREST)) > 0
+    return np.asarray(image.resize((width, height), Image.Resampling.NEAREST)) > 0
 
 
 def flip_mask(mask: np.ndarray) -> np.ndarray:

@@ -1,6 +1,11 @@
 """Classification metrics (visual and text classifiers), shaped like the platform's evaluation.
 
-Summary: accuracy (top-1 when every item has one concept, else exact set match) and the macro averages over concepts of precision, recall, F1 and ROC AUC.
+Summary: accuracy (top-1 when every item has one concept, else exact set match) and the macro averages
+over concepts of precision, recall, F1 and ROC AUC. Precision, recall and F1 average as scikit-learn's
+`precision_recall_fscore_support(average="macro", zero_division=0)` does: over every concept that is
+labelled or predicted at least once (mutually exclusive concepts), over all concepts (multi-label), a
+ratio with a zero denominator counting 0. ROC AUC averages over the concepts where it is defined
+(both labelled and unlabelled items present).
 Details: per-concept binary metrics and a confusion matrix whose row i averages the predicted
 probabilities of the items labelled with concept i (the platform's definition, which also works
 when items carry several concepts).
@@ -57,13 +62,13 @@ def evaluate_classification(probabilities: np.ndarray, targets: np.ndarray, conc
     for index, concept in enumerate(concepts):
         per_concept[concept] = _binary_metrics(predicted[:, index], truth[:, index], probabilities[:, index])
 
-    labelled = [m for m in per_concept.values() if m["total_labeled"]]
+    averaged = [m for m in per_concept.values() if multi_label or m["total_labeled"] or m["total_predicted"]]
     aucs = [m["roc_auc"] for m in per_concept.values() if m["roc_auc"] is not None]
     summary = {
         "accuracy": accuracy,
-        "macro_avg_precision": _mean([m["precision"] for m in labelled]),
-        "macro_avg_recall": _mean([m["recall"] for m in labelled]),
-        "macro_avg_f1_score": _mean([m["f1_score"] for m in labelled]),
+        "macro_avg_precision": _mean([m["precision"] for m in averaged]),
+        "macro_avg_recall": _mean([m["recall"] for m in averaged]),
+        "macro_avg_f1_score": _mean([m["f1_score"] for m in averaged]),
         "macro_avg_roc_auc": _mean(aucs),
     }
     confusion = []

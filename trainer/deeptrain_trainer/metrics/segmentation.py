@@ -1,7 +1,10 @@
 """Segmentation metrics from a pixel confusion matrix: per-class IoU, mean IoU and Dice.
 
-Class 0 is background. The means run over the concepts (classes 1..C) that appear in the ground
-truth or the prediction, so predicting background everywhere scores 0, not the background's IoU.
+Class 0 is background. Every mean runs over the classes that appear in the ground truth or the
+prediction (as scikit-learn's `jaccard_score(average="macro")` over the flattened masks):
+`mean_iou` over background and concepts (the usual semantic-segmentation mIoU), `mean_iou_foreground`
+and `dice` over the concepts alone, so predicting background everywhere scores 0 there.
+The task counts pixels at each validation image's original size.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ def evaluate_segmentation(confusion: np.ndarray, concepts: list[str]) -> Segment
                     out=np.zeros_like(true_positives), where=present)
     dice = np.divide(2 * true_positives, 2 * true_positives + false_positives + false_negatives,
                      out=np.zeros_like(true_positives), where=present)
-    foreground = [index for index in range(1, len(concepts) + 1) if present[index]]
+    every = [index for index in range(len(concepts) + 1) if present[index]]
+    foreground = every[1:] if every and every[0] == 0 else every
     per_concept = {concept: {"iou": float(iou[index]), "dice": float(dice[index])}
                    for index, concept in enumerate(concepts, start=1) if present[index]}
     summary = {
-        "mean_iou": float(iou[foreground].mean()) if foreground else 0.0,
+        "mean_iou": float(iou[every].mean()) if every else 0.0,
+        "mean_iou_foreground": float(iou[foreground].mean()) if foreground else 0.0,
         "dice": float(dice[foreground].mean()) if foreground else 0.0,
         "background_iou": float(iou[0]),
         "pixel_accuracy": float(true_positives.sum() / max(1.0, confusion.sum())),

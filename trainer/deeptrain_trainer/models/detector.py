@@ -9,6 +9,8 @@ Departures from the paper, each for a reason:
   20-60 px objects overlap an anchor at IoU >= 0.5; very large objects still match their best anchor.
 - Each ground-truth box also claims the anchor(s) overlapping it most, even below IoU 0.5, so small
   or oddly shaped objects are never left without a positive.
+- Crowd boxes (COCO iscrowd) are not objects to find: anchors they cover are left out of the loss
+  instead of being trained as positives or as background.
 - The subnets' convs use GroupNorm: the backbones here start from scratch and small per-process
   batches are the norm, where normalisation makes the heads train reliably (He et al., "Rethinking
   ImageNet Pre-training", 2018).
@@ -23,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import process_count, summed_over_processes
+
 POSITIVE_IOU = 0.5
 NEGATIVE_IOU = 0.4
 FOCAL_ALPHA = 0.25
@@ -31,6 +35,8 @@ SMOOTH_L1_BETA = 0.1
 # Predicted log-size deltas are clamped so exp() cannot overflow on a wild early prediction.
 MAX_LOG_SIZE_DELTA = math.log(1000.0 / 16)
 PRE_NMS_CANDIDATES = 1000
+# An anchor whose area lies this much inside a crowd region is ignored (neither positive nor background).
+CROWD_COVER = 0.7
 
 
 def box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
@@ -42,6 +48,15 @@ def box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     intersection = (bottom_right - top_left).clamp(min=0).prod(dim=2)
     union = area_a[:, None] + area_b[None, :] - intersection
     return intersection / union.clamp(min=1e-9)
+
+
+def anchor_cover(anchors: Tensor, regions: Tensor) -> Tensor:
+    """Share of each anchor's area inside each region: [N, 4] x [M, 4] xyxy -> [N, M]."""
+    top_left = torch.max(anchors[:, None, :2], regions[None, :, :2])
+    bottom_right = torch.min(anchors[:, None, 2:], regions[None, :, 2:])
+    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=2)
+    area = (anchors[:, 2:] - anchors[:, :2]).clamp(min=0).prod(dim=1)
+    return intersection / area.clamp(min=1e-6)[:, None]
 
 
 def _centres_and_sizes(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -155,7 +170,8 @@ class ImageDetector(nn.Module):
       "box_deltas" [B, N, 4], or [B, N, num_classes, 4] with use_perclass_regression,
       "anchors" [N, 4] xyxy pixels, "image_size" (H, W).
     loss(outputs, targets): targets = list (per image) of {"boxes": FloatTensor [M, 4] xyxy pixels,
-      "labels": LongTensor [M] in [0, num_classes)}; focal loss + smooth-L1, both divided by the positives.
+      "labels": LongTensor [M] in [0, num_classes)}; focal loss + smooth-L1, both divided by the positives
+      (the mean number per process over the whole global batch when several processes train).
     predict(outputs, score_threshold=None, max_detections=100, nms_iou=0.5) -> list (per image) of
       {"boxes" [K, 4] xyxy pixels, "scores" [K], "labels" [K]} sorted by score; threshold None = the
       constructor's `score_threshold` (the job's detection_score_threshold).
@@ -262,7 +278,12 @@ class ImageDetector(nn.Module):
         for image, target in enumerate(targets):
             boxes = target["boxes"].to(anchors.device, anchors.dtype).reshape(-1, 4)
             labels = target["labels"].to(anchors.device).long().reshape(-1)
+            crowd = target.get("iscrowd", torch.zeros(len(labels), dtype=torch.bool)).to(anchors.device).reshape(-1)
+            boxes, labels, crowd_boxes = boxes[~crowd], labels[~crowd], boxes[crowd]
             assignment = self.match_anchors(anchors, boxes)
+            if len(crowd_boxes):
+                in_crowd = anchor_cover(anchors, crowd_boxes).max(dim=1).values >= CROWD_COVER  # [N]
+                assignment[(assignment == -1) & in_crowd] = -2
             positive = assignment >= 0
             counted = assignment != -2
             class_targets = torch.zeros_like(cls_logits[image])
@@ -274,7 +295,10 @@ class ImageDetector(nn.Module):
             regression_targets = encode_boxes(anchors[positive], boxes[assignment[positive]])
             box_losses.append(F.smooth_l1_loss(deltas, regression_targets, beta=SMOOTH_L1_BETA, reduction="sum"))
             num_positive += int(positive.sum())
-        normaliser = max(1, num_positive)
+        # Global-batch semantics: divide by the positives of every process's images, so the gradient DDP
+        # averages is that of one big batch (per-process counts would weigh images unevenly).
+        positives = torch.tensor(float(num_positive), device=anchors.device)
+        normaliser = (summed_over_processes(positives) / process_count()).clamp(min=1.0)
         class_loss = torch.stack(class_losses).sum() / normaliser
         box_loss = torch.stack(box_losses).sum() / normaliser
         loss = class_loss + box_loss

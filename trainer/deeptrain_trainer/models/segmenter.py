@@ -5,6 +5,8 @@ Each pyramid level is refined by a 3x3 conv, upsampled to stride 4 and summed; a
 stride-4 position into background + concepts, and the logits are bilinearly upsampled to the input.
 Loss: per-pixel cross-entropy plus 0.5 x soft Dice over the concept channels. Dice weighs each concept
 by its own overlap rather than by pixel count, so small objects are not drowned out by the background.
+With several processes the Dice overlaps are summed over all of them (the global batch), as one
+process training the whole batch would compute them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..distributed import summed_over_processes, undo_gradient_averaging
 from .common import ConvBNReLU
 
 IGNORE_INDEX = 255
@@ -65,9 +68,10 @@ class ImageSegmenter(nn.Module):
         probabilities = torch.softmax(outputs, dim=1)[:, 1:] * valid  # concepts only
         one_hot = F.one_hot(targets.clamp(max=self.num_classes), self.num_classes + 1).permute(0, 3, 1, 2)[:, 1:]
         one_hot = one_hot.to(probabilities.dtype) * valid
-        intersection = (probabilities * one_hot).sum(dim=(0, 2, 3))
-        total = probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3))
-        dice_loss = 1 - ((2 * intersection + 1) / (total + 1)).mean()
+        # Dice over the global batch: the overlaps of every process's images are summed before the ratio.
+        intersection = summed_over_processes((probabilities * one_hot).sum(dim=(0, 2, 3)))  # [K]
+        total = summed_over_processes(probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3)))  # [K]
+        dice_loss = undo_gradient_averaging(1 - ((2 * intersection + 1) / (total + 1)).mean())
         loss = cross_entropy + DICE_WEIGHT * dice_loss
         pixel_accuracy = ((outputs.argmax(dim=1) == targets) & valid.squeeze(1)).sum() / valid.sum().clamp(min=1)
         return loss, {

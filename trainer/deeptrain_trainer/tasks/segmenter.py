@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
@@ -24,12 +25,18 @@ class SegmenterTask(Task):
     model_type = catalog.VISUAL_SEGMENTER
 
     def collect(self, model: nn.Module, batch: Any, spec: ModelSpec) -> dict[str, Any]:
-        images, masks = batch
-        predicted = model.predict(model(images))["masks"]
+        images, masks, at_original_size = batch  # validation batches: see data.torch_datasets
+        logits = model(images)  # [B, K+1, S, S]
+        predicted = model.predict(logits)["masks"]
         num_classes = model.num_classes + 1
+        # Logits resized to each image's own size before the arg-max: pixels are counted where users see them.
+        confusion = sum(pixel_confusion(
+            F.interpolate(logits[i : i + 1], size=tuple(truth.shape), mode="bilinear", align_corners=False)
+            .argmax(dim=1)[0].cpu().numpy(), truth.cpu().numpy(), num_classes)
+            for i, truth in enumerate(at_original_size))
         return {
             # Summing confusion matrices keeps evaluation memory independent of the validation set's size.
-            "confusion": pixel_confusion(predicted.cpu().numpy(), masks.cpu().numpy(), num_classes),
+            "confusion": confusion,
             "images": display_images(images, MAX_SAMPLES),
             "truths": list(masks[:MAX_SAMPLES].cpu().numpy()),
             "predicted": list(predicted[:MAX_SAMPLES].cpu().numpy()),

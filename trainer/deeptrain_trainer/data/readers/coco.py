@@ -120,7 +120,8 @@ def read_coco(uri: str, *, concepts: Collection[str] | None) -> list[ImageRecord
                 and image["width"] > 0 and image["height"] > 0):
             raise DatasetError(path, f"images[{index}] needs \"id\", \"file_name\" and positive \"width\" and \"height\"")
         sizes[image["id"]] = (float(image["width"]), float(image["height"]))
-        parts[image["id"]] = {"concepts": [], "boxes": [], "box_concepts": [], "masks": [], "mask_concepts": []}
+        parts[image["id"]] = {"concepts": [], "boxes": [], "box_concepts": [], "box_crowd": [], "masks": [],
+                              "mask_concepts": []}
     for index, annotation in enumerate(document["annotations"]):
         where = f"annotations[{index}]" + (f" (id {annotation['id']})" if isinstance(annotation, dict) and "id" in annotation else "")
         if not isinstance(annotation, dict) or annotation.get("image_id") not in parts:
@@ -132,8 +133,12 @@ def read_coco(uri: str, *, concepts: Collection[str] | None) -> list[ImageRecord
         width, height = sizes[annotation["image_id"]]
         box = _box(annotation.get("bbox"), width, height, where, path)
         record = parts[annotation["image_id"]]
+        crowd = annotation.get("iscrowd", 0)
+        if crowd not in (0, 1):  # True/False compare equal to 1/0
+            raise DatasetError(path, f"{where}: iscrowd must be 0 or 1, not {crowd!r}")
         record["boxes"].append(box)
         record["box_concepts"].append(concept)
+        record["box_crowd"].append(bool(crowd))
         for mask in _masks(annotation.get("segmentation"), box, width, height, where, path):
             record["masks"].append(mask)
             record["mask_concepts"].append(concept)

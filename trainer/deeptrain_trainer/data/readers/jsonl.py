@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import uris
 from ..errors import DatasetError, line_location
+from ..images import ImageLoadStats
 from ..records import Box, ImageRecord, Mask, Point, Record, TextRecord
 from ..video import is_video
 from .common import annotation_file, fraction, require_known_concept
@@ -194,7 +195,9 @@ def _image_record(entry: dict[str, Any], line_id: str, base_dir: str, location: 
                        id=str(entry.get("id", line_id)), source=location, **parts)
 
 
-def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None) -> list[Record]:
+def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None,
+               skipped: ImageLoadStats | None = None) -> list[Record]:
+    """Records of every line; a malformed line raises DatasetError, or is counted in `skipped` when given."""
     path = annotation_file(uri, ".jsonl", "jsonl")
     base_dir = uris.parent_uri(path)
     try:
@@ -206,14 +209,22 @@ def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None) 
         if not line.strip():
             continue
         location = line_location(path, number)
-        entry = _parse_line(line, location)
         line_id = f"line-{number}"
-        if text_input:
-            records.append(_text_record(entry, line_id, location, concepts))
-        elif "video" in entry or is_video(str(entry.get("image", ""))):
-            records.extend(_video_records(entry, line_id, base_dir, location, concepts))
-        else:
-            records.append(_image_record(entry, line_id, base_dir, location, concepts))
+        try:
+            entry = _parse_line(line, location)
+            if text_input:
+                records.append(_text_record(entry, line_id, location, concepts))
+            elif "video" in entry or is_video(str(entry.get("image", ""))):
+                records.extend(_video_records(entry, line_id, base_dir, location, concepts))
+            else:
+                records.append(_image_record(entry, line_id, base_dir, location, concepts))
+        except DatasetError as error:
+            if skipped is None:
+                raise
+            skipped.record_skipped(location, error.problem)
+            continue
+        if skipped is not None:
+            skipped.record_loaded()
     if not records:
         raise DatasetError(path, "the file has no entries", "write one JSON object per input")
     return records
