@@ -104,9 +104,11 @@ def test_jsonl_per_frame_regions_train_a_detector(tmp_path):
 
 
 def test_a_bad_frame_time_is_named_with_its_line(tmp_path):
-    (tmp_path / "data.jsonl").write_text(json.dumps({"video": "a.mp4", "frames": [{"frame_info": {"time": -5}}]}) + "\n")
-    with pytest.raises(DatasetError, match=r"data.jsonl:1: every entry of frames needs frame_info.time"):
-        load_splits(config_for(tmp_path / "data.jsonl", dataset_format="jsonl"))
+    write_numbered_clip(tmp_path / "a.mp4", frames=10, fps=FPS)
+    lines = [{"video": "a.mp4", "concepts": [{"id": "band"}]}, {"video": "a.mp4", "frames": [{"frame_info": {"time": -5}}]}]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(DatasetError, match=r"data.jsonl:2 \(every entry of frames needs frame_info.time"):
+        load_splits(config_for(tmp_path / "data.jsonl", dataset_format="jsonl", tolerance=0))
 
 
 def test_damaged_videos_count_against_the_tolerance(folder, tmp_path):
