@@ -175,18 +175,30 @@ def index_command(
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
     output: Path | None = typer.Option(None, "--output", "-o", help="Index directory (default: MODELS/index)."),
     node: str | None = typer.Option(None, "--node", help="The embedder node to index (default: the only one)."),
+    shard: str | None = typer.Option(None, "--shard", help="I/N: embed only the I-th of N shards of the dataset "
+                                                           "(default: the completion index of an indexed Job)."),
+    merge: int | None = typer.Option(None, "--merge", min=1, help="N: merge the N shards' parts, cluster, commit."),
+    prune: bool = typer.Option(False, "--prune", help="Drop this workflow's collections of other model versions."),
 ) -> None:
-    """Embed spec.index.dataset with the Workflow's graph and write a search index (vectors, items, index.json)."""
+    """Bring spec.index up to date with spec.index.dataset: embed what is new or changed, remove what left it."""
     import logging
 
-    from deeptrain_trainer.workflow.commands import index_dataset
+    from deeptrain_trainer.workflow.commands import index_dataset, parse_shard, prune_index
     from deeptrain_trainer.workflow.errors import WorkflowError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        index, written = index_dataset(workflow_file, models, model, output, node)
+        if prune:
+            dropped = prune_index(workflow_file, models, model, node)
+            typer.echo(f"dropped {len(dropped)} collections of other model versions: {', '.join(dropped) or 'none'}")
+            return
+        index, written = index_dataset(workflow_file, models, model, output, node,
+                                       shard=parse_shard(shard) if shard is not None else None, merge=merge)
     except WorkflowError as error:
         raise _workflow_failure(error) from None
+    if shard is not None:
+        typer.echo(f"shard {shard} written to {written}")
+        return
     typer.echo(f"indexed {index.size} items ({index.dim} dimensions, {index.metric}) into {written}; "
                f"version {index.version}")
 
@@ -195,7 +207,7 @@ def index_command(
 def search_command(
     image: str = typer.Argument(..., help="The query image or video (a path or URI)."),
     workflow_file: Path = typer.Option(..., "--workflow", help="The Workflow the index was built with."),
-    index: Path = typer.Option(..., "--index", help="The index directory `deeptrain index` wrote."),
+    index: str = typer.Option(..., "--index", help="The index `deeptrain index` wrote: its folder, or milvus://COLLECTION."),
     models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
     k: int = typer.Option(5, "-k", "--k", min=1, help="Neighbours per query embedding."),

@@ -149,6 +149,7 @@ INDEX_CONTAINER: Final = "index"
 HTTP_PORT_NAME: Final = "http"
 WORKFLOW_MOUNT_PATH: Final = "/etc/deeptrain"
 INDEX_DIR: Final = "index"  # the index lives in <embed model's parent>/index/<workflow name>
+ENV_SHARD_INDEX: Final = "DEEPTRAIN_SHARD_INDEX"  # an index pod's shard: its Job completion index
 
 # Phases (printer convenience; conditions are the truth).
 PHASE_PENDING: Final = "Pending"

@@ -115,6 +115,15 @@ def test_serve_load_tiny(tmp_path):
     assert document["server_errors"] == 0 and document["idle_rss"] < document["peak_rss"] < document["rss_bound"]
 
 
+def test_search_scale_tiny(tmp_path):
+    output = tmp_path / "search_scale.json"
+    run_script("search_scale.py", "--vectors", "2000", "--queries", "10", "--stores", "embedded-exact,embedded-hnsw",
+               "--output", str(output))
+    stores = read(output)["stores"]
+    assert set(stores) == {"embedded-exact", "embedded-hnsw"}
+    assert stores["embedded-exact"]["recall_at_10"] == 1.0 and stores["embedded-hnsw"]["qps"] > 0
+
+
 def test_video_decoding_tiny(tmp_path):
     output = tmp_path / "video_decoding.json"
     run_script("video_decoding.py", "--rounds", "1", "--seconds", "2", "--width", "64", "--height", "48",

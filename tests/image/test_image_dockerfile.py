@@ -231,7 +231,7 @@ def test_operator_imports_with_only_the_operator_image_dependencies():
     assert "torch" in hidden, "torch is not installed here, so hiding it proves nothing"
     program = textwrap.dedent(
         """
-        import importlib, importlib.abc, pkgutil, sys, traceback
+        import importlib, importlib.abc, importlib.util, pkgutil, sys, traceback
         HIDDEN = set(sys.argv[1].split(","))
 
         class NotInTheOperatorImage(importlib.abc.MetaPathFinder):
@@ -241,6 +241,10 @@ def test_operator_imports_with_only_the_operator_image_dependencies():
                 return None
 
         sys.meta_path.insert(0, NotInTheOperatorImage())
+        # Libraries that probe for optional packages (importlib.util.find_spec) see them as absent.
+        real_find_spec = importlib.util.find_spec
+        importlib.util.find_spec = lambda name, package=None: (
+            None if name.partition(".")[0] in HIDDEN else real_find_spec(name, package))
         import deeptrain_operator
         names = ["deeptrain_operator", "deeptrain_operator.cli"] + [
             m.name for m in pkgutil.walk_packages(deeptrain_operator.__path__, "deeptrain_operator.")

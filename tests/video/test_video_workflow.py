@@ -16,11 +16,11 @@ from deeptrain_trainer import catalog
 from deeptrain_trainer.data.video import sample_frames
 from deeptrain_trainer.data.video_writer import VideoWriter
 from deeptrain_trainer.datasets.video import write_digits_video
-from deeptrain_trainer.workflow.index import load_index
 from deeptrain_trainer.workflow.limits import ServeLimits
 from deeptrain_trainer.workflow.models import models_dir_resolver
 from deeptrain_trainer.workflow.openapi import openapi_document
 from deeptrain_trainer.workflow.server import Loaded
+from deeptrain_trainer.workflow.stores import open_index
 from workflow.test_server import serving, wait_ready
 
 from .clips import write_numbered_clip
@@ -70,9 +70,9 @@ def test_index_stores_each_frames_video_and_offset_and_a_video_query_finds_its_c
     result = CliRunner().invoke(app, ["index", str(setup["workflow"]), "--models", str(setup["models"]),
                                       "--output", str(index_dir)])
     assert result.exit_code == 0, result.output
-    index = load_index(index_dir)
-    assert index.size == CLIPS * 8  # 4 s clips at 2 frames per second
-    row = next(item for item in index.items if item["input"] == str(setup["indexed"]) and item["timeOffsetMs"] == 1500)
+    items = indexed_items(index_dir)
+    assert len(items) == CLIPS * 8  # 4 s clips at 2 frames per second
+    row = next(item for item in items if item["input"] == str(setup["indexed"]) and item["timeOffsetMs"] == 1500)
     assert row["at"] == "00:01.5" and row["frameIndex"] == 12 and row["concepts"] and row["id"].endswith("@1500")
 
     result = CliRunner().invoke(app, ["search", str(setup["query"]), "--workflow", str(setup["workflow"]),
@@ -96,10 +96,10 @@ def test_a_jsonl_dataset_with_annotated_frames_indexes_each_video_once(setup, tm
     result = CliRunner().invoke(app, ["index", str(tmp_path / "workflow.yaml"), "--models", str(setup["models"]),
                                       "--output", str(tmp_path / "index")])
     assert result.exit_code == 0, result.output
-    index = load_index(tmp_path / "index")
-    assert index.size == CLIPS * 4  # sampled at 1 per second, not once per annotated frame
-    assert len({item["id"] for item in index.items}) == index.size
-    assert all(item["concepts"] and item["id"].startswith("clip-") for item in index.items)
+    items = indexed_items(tmp_path / "index")
+    assert len(items) == CLIPS * 4  # sampled at 1 per second, not once per annotated frame
+    assert len({item["id"] for item in items}) == len(items)
+    assert all(item["concepts"] and item["id"].startswith("clip-") for item in items)
 
 
 async def test_server_predicts_uploaded_inline_and_referenced_videos(setup):
@@ -168,13 +168,17 @@ def test_openapi_document_describes_video_inputs_and_frames():
     assert "video" in schemas["SearchRequest"]["properties"]
 
 
+def indexed_items(location: Path) -> list[dict]:
+    return [item for rows in open_index(location).iter_rows(1000) for item in rows.items]
+
+
 def _loader(setup: dict[str, Path], index_dir: Path | None = None):
     from deeptrain_trainer.workflow.graph import WorkflowRunner
     from deeptrain_trainer.workflow.manifest import load_workflow
 
     def load() -> Loaded:
         runner = WorkflowRunner(load_workflow(setup["workflow"]), models_dir_resolver(setup["models"]))
-        return Loaded(runner=runner, index=load_index(index_dir) if index_dir else None)
+        return Loaded(runner=runner, index=open_index(index_dir) if index_dir else None)
 
     return load
 
@@ -192,7 +196,7 @@ def test_a_crop_graph_indexes_each_frames_regions_with_the_frames_offset(setup, 
     result = CliRunner().invoke(app, ["index", str(tmp_path / "workflow.yaml"), "--models", str(setup["models"]),
                                       "--output", str(tmp_path / "index")])
     assert result.exit_code == 0, result.output
-    items = load_index(tmp_path / "index").items
+    items = indexed_items(tmp_path / "index")
     offsets = {item["timeOffsetMs"] for item in items}
     assert offsets == {0, 1000, 2000, 3000}  # 1 frame per second by default
     assert len(items) > len(offsets)  # the untrained detector (threshold 0) finds several regions per frame

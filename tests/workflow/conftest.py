@@ -24,6 +24,8 @@ from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
 from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.tasks import task_for
 from deeptrain_trainer.tasks.base import ModelSpec
+from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
+from deeptrain_trainer.workflow.index import IndexMeta, Rows
 from deeptrain_trainer.workflow.server import Loaded, create_app
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -64,6 +66,26 @@ def untrained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_untrained_model(root / "embedder", catalog.VISUAL_EMBEDDER, ["circle", "square"], image_size=32)
     write_untrained_model(root / "classifier", catalog.VISUAL_CLASSIFIER, ["circle", "square"], image_size=32)
     return root
+
+
+@pytest.fixture
+def milvus_lite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Milvus Lite in this test's folder (the client starts it on first use), stopped when the test ends."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    from deeptrain_trainer.workflow.contract import ENV_MILVUS_URI
+
+    monkeypatch.setenv(ENV_MILVUS_URI, str(tmp_path / "milvus.db"))
+    yield tmp_path / "milvus.db"
+    server_manager_instance.release_all()
+
+
+def embedded_index(directory: Path, vectors: np.ndarray, items: list[dict[str, Any]], **meta: Any) -> EmbeddedIndex:
+    """An embedded index of these rows (ids from the items), committed to `directory`."""
+    index = EmbeddedIndex.create(directory, IndexMeta(**meta))
+    index.add(Rows(ids=[item["id"] for item in items], vectors=vectors, items=items))
+    index.commit()
+    return index
 
 
 def workflow_of(nodes: list[dict[str, Any]], *, name: str = "graph", **spec: Any) -> Workflow:

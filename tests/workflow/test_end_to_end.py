@@ -31,11 +31,11 @@ from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, Tra
 from deeptrain_trainer.datasets import make_dataset
 from deeptrain_trainer.launcher import run_local
 from deeptrain_trainer.workflow.commands import index_dataset, open_runner
-from deeptrain_trainer.workflow.index import load_index
 from deeptrain_trainer.workflow.indexing import known_concepts, read_dataset
 from deeptrain_trainer.workflow.kmeans import kmeans
 from deeptrain_trainer.workflow.search import search_by_image
 from deeptrain_trainer.workflow.server import Loaded, create_app
+from deeptrain_trainer.workflow.stores import open_index
 
 pytestmark = pytest.mark.torchrun
 
@@ -120,14 +120,15 @@ async def test_train_index_and_search_visually_locally_and_over_http(trained, tm
 
     # `deeptrain index`: spec.index.dataset through detector -> crop -> embedder, saved beside the models.
     index, written = index_dataset(manifest, models)
-    assert written == models / "index" and index.embed_node == "embed"
-    described = json.loads((written / "index.json").read_text())
+    assert written == str(models / "index") and index.embed_node == "embed"
+    described = json.loads((Path(written) / "index.json").read_text())
     assert set(described["models"]) == {"detect", "embed"} and described["size"] == index.size
-    labelled = sum(bool(item["concepts"]) for item in index.items)
+    items = [item for rows in index.iter_rows(1000) for item in rows.items]
+    labelled = sum(bool(item["concepts"]) for item in items)
     assert labelled >= 0.8 * index.size, "most indexed regions are annotated shapes: the detector finds them"
 
     runner = open_runner(manifest, models, ())
-    loaded_index = load_index(written)
+    loaded_index = open_index(written)
     local = [(record, search_by_image(runner, loaded_index, Image.open(record.uri), K)) for record in heldout]
     precision, queries = precision_at_k(local)
     assert queries >= 40, f"only {queries} held-out shapes were detected"
@@ -142,7 +143,7 @@ async def test_train_index_and_search_visually_locally_and_over_http(trained, tm
     regions = graph_output["nodes"]["detect"][0]["regions"]
     assert len(graph_output["nodes"]["crop"]) == len(graph_output["nodes"]["embed"]) == len(regions) > 0
     searched = shell.invoke(cli, ["search", first, "--workflow", str(manifest), "--models", str(models),
-                                  "--index", str(written), "-k", str(K)])
+                                  "--index", written, "-k", str(K)])
     assert searched.exit_code == 0, searched.output
     assert json.loads(searched.stdout) == local[0][1]
 
@@ -166,7 +167,7 @@ async def test_train_index_and_search_visually_locally_and_over_http(trained, tm
             async with session.post(f"{base}/v1/search", json={"image": image, "k": K}) as response:
                 assert response.status == 200
                 served_search = (await response.json())["results"]
-            async with session.post(f"{base}/v1/clusters", json={"k": 3}) as response:
+            async with session.post(f"{base}/v1/clusters", json={"k": 3, "limit": 1000}) as response:
                 assert response.status == 200
                 clusters = (await response.json())["clusters"]
     finally:
@@ -177,7 +178,7 @@ async def test_train_index_and_search_visually_locally_and_over_http(trained, tm
 
     # Clusters of the embeddings follow the shapes: each cluster is mostly one shape.
     found = kmeans(loaded_index, k=3, seed=0)
-    labels = [item["concepts"][0] if item["concepts"] else None for item in loaded_index.items]
+    labels = [item["concepts"][0] if item["concepts"] else None for item in items]
     majority = 0
     for cluster in range(3):
         members = [label for label, assigned in zip(labels, found.assignments, strict=True)

@@ -1,4 +1,4 @@
-"""The search index (exact cosine / euclidean search, files on disk), k-means, and indexing a dataset."""
+"""The embedded index's exact search and files on disk, k-means over an index, and embedding a dataset's rows."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from deeptrain_trainer.data import ImageRecord
+from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
 from deeptrain_trainer.workflow.errors import WorkflowError
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
-from deeptrain_trainer.workflow.index import Index, load_index
-from deeptrain_trainer.workflow.indexing import build_index, known_concepts, read_dataset
+from deeptrain_trainer.workflow.index import IndexMeta, Rows
+from deeptrain_trainer.workflow.indexing import embed_node_of, embed_rows, known_concepts, read_dataset
 from deeptrain_trainer.workflow.kmeans import kmeans
 from deeptrain_trainer.workflow.models import models_dir_resolver
 
@@ -23,55 +24,49 @@ def items(count: int) -> list[dict]:
     return [{"id": f"item-{i}", "input": f"/data/{i}.png", "concepts": []} for i in range(count)]
 
 
-def test_cosine_ranks_by_angle_and_euclidean_by_distance():
+def index_of(tmp_path, vectors: np.ndarray, metric: str = "cosine") -> EmbeddedIndex:
+    index = EmbeddedIndex.create(tmp_path / "index", IndexMeta(metric=metric))
+    index.add(Rows(ids=[item["id"] for item in items(len(vectors))], vectors=vectors, items=items(len(vectors))))
+    index.commit()
+    return index
+
+
+def test_cosine_ranks_by_angle_and_euclidean_by_distance(tmp_path):
     # Row 0 points the query's way but is far away; row 1 is close but at an angle.
     vectors = np.array([[10.0, 0.0], [0.8, 0.6]], dtype=np.float32)
     query = [1.0, 0.0]
-    cosine = Index(vectors, items(2), metric="cosine").search(query, k=2)[0]
-    euclidean = Index(vectors, items(2), metric="euclidean").search(query, k=2)[0]
+    cosine = index_of(tmp_path / "c", vectors, "cosine").search(query, k=2)[0]
+    euclidean_index = index_of(tmp_path / "e", vectors, "euclidean")
+    euclidean = euclidean_index.search(query, k=2)[0]
     assert [n["id"] for n in cosine] == ["item-0", "item-1"]
     assert cosine[0]["score"] == pytest.approx(1.0) and cosine[1]["score"] == pytest.approx(0.8)
     assert [n["id"] for n in euclidean] == ["item-1", "item-0"]
     assert euclidean[0]["distance"] == pytest.approx(np.hypot(0.2, 0.6), abs=1e-5)
-    # A euclidean index can still be asked for cosine neighbours.
-    assert [n["id"] for n in Index(vectors, items(2), metric="euclidean").search(query, 2, "cosine")[0]] == ["item-0", "item-1"]
+    # An exact euclidean index can still be asked for cosine neighbours.
+    assert [n["id"] for n in euclidean_index.search(query, 2, "cosine")[0]] == ["item-0", "item-1"]
 
 
-def test_search_returns_at_most_the_index_and_checks_the_dimension():
-    index = Index(np.eye(3, dtype=np.float32), items(3))
-    assert len(index.search([1, 0, 0], k=10)[0]) == 3
-    with pytest.raises(WorkflowError, match="has 2 dimensions; this index holds 3"):
-        index.search([1.0, 0.0], k=1)
+def test_search_returns_at_most_the_index(tmp_path):
+    assert len(index_of(tmp_path, np.eye(3, dtype=np.float32)).search([1, 0, 0], k=10)[0]) == 3
 
 
-def test_saved_index_loads_back_with_the_same_answers(tmp_path):
-    rng = np.random.default_rng(0)
-    index = Index(rng.normal(size=(50, 8)).astype(np.float32), items(50), embed_node="embed",
-                  models={"embed": {"version": "abc"}}, dataset={"uri": "file:///data", "format": "imagefolder"})
-    index.save(tmp_path / "index")
+def test_saving_again_replaces_the_whole_index_in_one_step(tmp_path):
+    first = index_of(tmp_path, np.eye(4, dtype=np.float32))
     described = json.loads((tmp_path / "index" / "index.json").read_text())
-    assert described["size"] == 50 and described["dim"] == 8 and described["metric"] == "cosine"
-    assert np.allclose(np.linalg.norm(np.load(tmp_path / "index" / "vectors.npy"), axis=1), 1.0)
-    loaded = load_index(tmp_path / "index")
-    assert loaded.version == index.version and loaded.embed_node == "embed"
-    query = rng.normal(size=(2, 8))
-    assert loaded.search(query, k=5) == index.search(query, k=5)
-
-
-def test_saving_again_replaces_the_whole_index(tmp_path):
-    Index(np.eye(4, dtype=np.float32), items(4)).save(tmp_path / "index")
-    replacement = Index(np.ones((2, 3), dtype=np.float32), items(2))
-    replacement.save(tmp_path / "index")
-    loaded = load_index(tmp_path / "index")
-    assert loaded.size == 2 and loaded.dim == 3 and loaded.version == replacement.version
+    assert described["size"] == 4 and described["dim"] == 4 and described["built"] == "exact"
+    replacement = EmbeddedIndex.create(tmp_path / "index", IndexMeta())
+    replacement.add(Rows(ids=["a", "b"], vectors=np.ones((2, 3), dtype=np.float32), items=items(2)))
+    replacement.commit()
+    loaded = EmbeddedIndex.open(tmp_path / "index")
+    assert loaded.count() == 2 and loaded.dim == 3 and loaded.version != first.version
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
 
 
 def test_a_broken_index_folder_is_reported(tmp_path):
-    Index(np.eye(3, dtype=np.float32), items(3)).save(tmp_path / "index")
-    (tmp_path / "index" / "items.jsonl").write_text('{"id": "only-one"}\n')
-    with pytest.raises(WorkflowError, match="do not belong together"):
-        load_index(tmp_path / "index")
+    index_of(tmp_path, np.eye(3, dtype=np.float32))
+    (tmp_path / "index" / "vectors.npy").write_bytes(b"not numpy")
+    with pytest.raises(WorkflowError, match="cannot be read"):
+        EmbeddedIndex.open(tmp_path / "index")
 
 
 def blobs(per_blob: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -81,11 +76,13 @@ def blobs(per_blob: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return points.astype(np.float32), np.repeat(np.arange(len(centres)), per_blob)
 
 
-def test_kmeans_recovers_well_separated_groups_the_same_way_for_a_seed():
+def test_kmeans_recovers_well_separated_groups_the_same_way_for_a_seed(tmp_path):
     points, truth = blobs()
-    index = Index(points, items(len(points)), metric="euclidean")
+    index = index_of(tmp_path, points, "euclidean")
     found = kmeans(index, k=4, seed=3)
     # Each true group lands in exactly one cluster, and each cluster holds exactly one group.
+    truth = truth[np.argsort([item["id"] for item in items(len(points))])]  # rows are stored in id order
+    points = points[np.argsort([item["id"] for item in items(len(points))])]
     pairs = {(int(t), int(c)) for t, c in zip(truth, found.assignments, strict=True)}
     assert len(pairs) == 4 and len({c for _, c in pairs}) == 4
     for cluster in range(4):
@@ -95,8 +92,8 @@ def test_kmeans_recovers_well_separated_groups_the_same_way_for_a_seed():
     assert np.array_equal(again.assignments, found.assignments)
 
 
-def test_kmeans_keeps_every_cluster_non_empty_and_checks_k():
-    index = Index(np.ones((5, 2), dtype=np.float32), items(5), metric="euclidean")
+def test_kmeans_keeps_every_cluster_non_empty_and_checks_k(tmp_path):
+    index = index_of(tmp_path, np.ones((5, 2), dtype=np.float32), "euclidean")
     found = kmeans(index, k=3, seed=0)
     assert sorted(set(found.assignments.tolist())) == [0, 1, 2]
     with pytest.raises(WorkflowError, match="between 1 and the index size 5"):
@@ -120,11 +117,10 @@ def test_indexing_a_dataset_through_a_crop_graph_gives_one_row_per_region(untrai
             noise_image(64, 48, seed=i + 10 * len(concept)).save(tmp_path / "data" / concept / f"{i}.png")
     runner = WorkflowRunner(workflow_of(CROP_GRAPH), models_dir_resolver(untrained_models))
     records = read_dataset(str(tmp_path / "data"), "imagefolder")
-    index = build_index(runner, records, dataset={"uri": str(tmp_path / "data"), "format": "imagefolder"})
+    rows = list(embed_rows(runner, records, embed_node_of(runner, None)))
 
     outputs = runner.run([GraphInput(name=r.uri, image=Image.open(r.uri)) for r in records])
     regions = [len(output["nodes"]["detect"][0]["regions"]) for output in outputs]
-    assert index.size == sum(regions) > 0
-    assert index.embed_node == "embed" and set(index.models) == {"detect", "embed"}
-    first = index.items[0]
-    assert first["id"].endswith("#0") and first["input"] in {r.uri for r in records} and "box" in first["region"]
+    assert sum(len(batch) for batch in rows) == sum(regions) > 0
+    first = rows[0].items[0]
+    assert first["id"] == f"{records[0].id}#0" and first["source"] == records[0].id == "circle/0" and "box" in first["region"]

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
+from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
 from deeptrain_trainer.workflow.graph import GraphInput, WorkflowRunner
-from deeptrain_trainer.workflow.index import Index
+from deeptrain_trainer.workflow.index import IndexMeta, Rows
+from deeptrain_trainer.workflow.kmeans import store_clusters
 from deeptrain_trainer.workflow.models import models_dir_resolver
 from deeptrain_trainer.workflow.server import Loaded
 
@@ -38,7 +40,7 @@ def crop_runner(untrained_models) -> WorkflowRunner:
 
 
 @pytest.fixture(scope="module")
-def crop_index(crop_runner) -> Index:
+def crop_index(crop_runner, tmp_path_factory) -> EmbeddedIndex:
     """Rows embedding the regions of a few noise images, two concepts alternating."""
     outputs = crop_runner.run([GraphInput(name=f"/data/{i}.png", image=noise_image(64, 64, i)) for i in range(4)])
     vectors, items = [], []
@@ -47,7 +49,17 @@ def crop_index(crop_runner) -> Index:
             vectors.append(entry["embedding"])
             items.append({"id": f"{output['input']}#{position}", "input": output["input"],
                           "concepts": [("circle", "square")[len(items) % 2]], "region": entry["region"]})
-    return Index(np.asarray(vectors, dtype=np.float32), items, embed_node="embed")
+    index = EmbeddedIndex.create(tmp_path_factory.mktemp("crop") / "index", IndexMeta(embed_node="embed"))
+    index.add(Rows(ids=[item["id"] for item in items], vectors=np.asarray(vectors, dtype=np.float32), items=items))
+    index.commit()
+    store_clusters(index, 3)
+    index.commit()
+    return index
+
+
+def stored_row(index: EmbeddedIndex, position: int) -> tuple[list[float], dict]:
+    rows = next(index.iter_rows(position + 1))
+    return rows.vectors[position].tolist(), rows.items[position]
 
 
 async def test_probes_follow_loading_and_predict_matches_the_runner(crop_runner):
@@ -118,12 +130,12 @@ async def test_search_by_vector_and_by_image(crop_runner, crop_index):
             aiohttp.ClientSession() as session:
         ready = await wait_ready(session, base)
         assert ready["index"] == {"size": crop_index.size, "version": crop_index.version}
-        stored = crop_index.vectors[3].tolist()
+        stored, item = stored_row(crop_index, 3)
         async with session.post(f"{base}/v1/search", json={"vector": stored, "k": 3}) as response:
             assert response.status == 200
             body = await response.json()
         neighbours = body["results"][0]["neighbours"]
-        assert neighbours[0]["id"] == crop_index.items[3]["id"] and neighbours[0]["score"] == pytest.approx(1.0, abs=1e-4)
+        assert neighbours[0]["id"] == item["id"] and neighbours[0]["score"] == pytest.approx(1.0, abs=1e-4)
         assert [n["distance"] for n in neighbours] == sorted(n["distance"] for n in neighbours) and len(neighbours) == 3
 
         image = noise_image(64, 64, 2)  # one of the indexed images: each of its regions finds itself first
@@ -144,15 +156,31 @@ async def test_clusters_cover_the_index(crop_runner, crop_index):
     async with serving(lambda: Loaded(crop_runner, crop_index), index_expected=True) as base, \
             aiohttp.ClientSession() as session:
         await wait_ready(session, base)
-        async with session.post(f"{base}/v1/clusters", json={"k": 2}) as response:
+        async with session.post(f"{base}/v1/clusters", json={"k": 2, "limit": 1000}) as response:
             assert response.status == 200
             body = await response.json()
         assert len(body["clusters"]) == 2
         members = [member for cluster in body["clusters"] for member in cluster["members"]]
-        assert sorted(members) == sorted(item["id"] for item in crop_index.items)
+        all_ids = sorted(row_id for rows in crop_index.iter_rows(100) for row_id in rows.ids)
+        assert sorted(members) == all_ids
         assert sum(sum(cluster["concepts"].values()) for cluster in body["clusters"]) == crop_index.size
         async with session.post(f"{base}/v1/clusters", json={"k": crop_index.size + 1}) as response:
             assert response.status == 400
+
+        # The clusters stored with the index, one page of members at a time.
+        async with session.post(f"{base}/v1/clusters", json={}) as response:
+            assert response.status == 200
+            stored = await response.json()
+        assert stored["k"] == 3 and sum(cluster["size"] for cluster in stored["clusters"]) == crop_index.size
+        biggest = max(stored["clusters"], key=lambda cluster: cluster["size"])
+        paged: list[str] = []
+        for offset in range(0, biggest["size"] + 2, 2):
+            async with session.post(f"{base}/v1/clusters",
+                                    json={"cluster": biggest["id"], "offset": offset, "limit": 2}) as response:
+                page = (await response.json())["clusters"]
+            assert len(page) == 1 and len(page[0]["members"]) <= 2
+            paged += page[0]["members"]
+        assert paged == sorted(paged) and len(set(paged)) == biggest["size"]
 
 
 async def test_search_without_an_index_is_a_conflict(crop_runner):

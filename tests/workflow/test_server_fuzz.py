@@ -23,13 +23,12 @@ from PIL import Image
 
 from deeptrain_trainer.workflow.auth import BearerTokens, parse_tokens
 from deeptrain_trainer.workflow.graph import WorkflowRunner
-from deeptrain_trainer.workflow.index import Index
 from deeptrain_trainer.workflow.limits import ServeLimits
 from deeptrain_trainer.workflow.models import models_dir_resolver
 from deeptrain_trainer.workflow.openapi import openapi_document
 from deeptrain_trainer.workflow.server import Loaded, create_app
 
-from .conftest import workflow_of
+from .conftest import embedded_index, workflow_of
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis import checks  # noqa: E402
@@ -46,12 +45,12 @@ schema = schemathesis.openapi.from_dict(openapi_document("fuzz", LIMITS, authent
 
 
 @pytest.fixture(scope="module")
-def base_url(untrained_models) -> Iterator[str]:
+def base_url(untrained_models, tmp_path_factory) -> Iterator[str]:
     runner = WorkflowRunner(workflow_of(GRAPH), models_dir_resolver(untrained_models))
     dim = runner.predictors["embed"].embed([Image.new("RGB", (8, 8))]).shape[1]
     vectors = np.random.default_rng(0).normal(size=(12, dim)).astype(np.float32)
-    index = Index(vectors, [{"id": str(i), "input": f"{i}.png", "concepts": ["a"]} for i in range(12)],
-                  embed_node="embed")
+    index = embedded_index(tmp_path_factory.mktemp("fuzz") / "index", vectors,
+                           [{"id": str(i), "input": f"{i}.png", "concepts": ["a"]} for i in range(12)], embed_node="embed")
     app = create_app(lambda: Loaded(runner, index), index_expected=True, workflow_name="fuzz", limits=LIMITS,
                      tokens=BearerTokens(parse_tokens(TOKEN)))
     loop = asyncio.new_event_loop()

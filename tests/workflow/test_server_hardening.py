@@ -25,14 +25,14 @@ from PIL import Image
 
 from deeptrain_trainer import serve
 from deeptrain_trainer.workflow.auth import BearerTokens, parse_tokens
+from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
 from deeptrain_trainer.workflow.graph import WorkflowRunner
-from deeptrain_trainer.workflow.index import Index
 from deeptrain_trainer.workflow.limits import ServeLimits, env_name
 from deeptrain_trainer.workflow.models import models_dir_resolver
 from deeptrain_trainer.workflow.openapi import openapi_document
 from deeptrain_trainer.workflow.server import Loaded
 
-from .conftest import b64, noise_image, png_bytes, serving, wait_ready, workflow_of
+from .conftest import b64, embedded_index, noise_image, png_bytes, serving, wait_ready, workflow_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CLASSIFY = [{"id": "classify", "model": {"deepTrainingJob": "classifier"}}]
@@ -171,16 +171,17 @@ async def test_deep_json_and_non_json_numbers_are_400(classifier, crop_free_inde
         for vector, words in (([1e30] * dims, "float32"), ([0.0] * dims, "zeros")):
             async with session.post(f"{base}/v1/search", json={"vector": vector}) as response:
                 assert words in await error_of(response, 422)
-        async with session.post(f"{base}/v1/search", json={"vector": crop_free_index.vectors[0].tolist(),
+        async with session.post(f"{base}/v1/search", json={"vector": next(crop_free_index.iter_rows(1)).vectors[0].tolist(),
                                                            "metric": "euclidean"}) as response:
             assert response.status == 200
             assert "NaN" not in await response.text()
 
 
 @pytest.fixture(scope="module")
-def crop_free_index() -> Index:
+def crop_free_index(tmp_path_factory) -> EmbeddedIndex:
     vectors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
-    return Index(vectors, [{"id": str(i), "input": f"{i}.png"} for i in range(6)], embed_node="classify")
+    return embedded_index(tmp_path_factory.mktemp("crop-free") / "index", vectors,
+                          [{"id": str(i), "input": f"{i}.png"} for i in range(6)], embed_node="classify")
 
 
 async def raw_post(base: str, path: str, declared: int, sent: bytes) -> tuple[int, dict, bytes]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import ValidationError
+
 from deeptrain_operator.api.workflow import Workflow
 from deeptrain_operator.settings import Settings
 from deeptrain_operator.workflows import builders
@@ -110,6 +113,80 @@ def test_a_superseded_default_neither_indexes_nor_blocks_ready():
     found = conditions(status)
     assert found["Default"] == ("False", "SupersededBy") and found["Indexed"] == ("False", "NotDefault")
     assert status["phase"] == "Ready"
+
+
+MILVUS_INDEX = {"dataset": {"uri": "pvc://datasets/shapes/coco.json", "format": "coco"}, "store": "milvus",
+                "parallelism": 4, "connection": {"secretRef": {"name": "milvus-credentials"}}}
+
+
+def complete(name: str, message: str | None = None) -> tuple[dict, list[dict]]:
+    job = {"metadata": {"name": name}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    terminated = {"exitCode": 0, **({"message": message} if message else {})}
+    return job, [{"status": {"containerStatuses": [{"state": {"terminated": terminated}}]}}]
+
+
+def test_a_sharded_index_is_an_indexed_job_then_a_merge_with_the_milvus_secret_in_env():
+    indexed = workflow(default=True, index=MILVUS_INDEX, serve={"replicas": 1})
+    location = "file:///mnt/pvc/models/index/search"
+    shards = builders.build_index_job(indexed, PINNED, Settings(), embed_node="embed", index_uri=location)
+    spec = shards["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 4
+    assert spec["backoffLimitPerIndex"] == builders.INDEX_BACKOFF_LIMIT and "backoffLimit" not in spec
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["args"][container["args"].index("--shard") + 1] == "$(DEEPTRAIN_SHARD_INDEX)/4"
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["DEEPTRAIN_SHARD_INDEX"]["fieldRef"]["fieldPath"] == \
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    assert env["DEEPTRAIN_MILVUS_URI"]["secretKeyRef"] == {"name": "milvus-credentials", "key": "uri", "optional": False}
+    assert env["DEEPTRAIN_MILVUS_TOKEN"]["secretKeyRef"]["optional"] is True
+
+    merge = builders.build_merge_job(indexed, PINNED, Settings(), embed_node="embed", index_uri=location)
+    args = merge["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--merge") + 1] == "4" and "--shard" not in args
+    assert merge["metadata"]["name"].startswith("search-merge-") and len(merge["metadata"]["name"]) <= 63
+    served = builders.build_deployment(indexed, PINNED, Settings(), index_uri="milvus://dt_search_abc", index_version="v")
+    serve = served["spec"]["template"]["spec"]["containers"][0]
+    assert serve["args"][serve["args"].index("--index") + 1] == "milvus://dt_search_abc"
+    assert "DEEPTRAIN_MILVUS_URI" in {e["name"] for e in serve["env"]}
+
+
+def test_the_milvus_store_needs_a_connection_secret():
+    with pytest.raises(ValidationError, match="connection.secretRef"):
+        workflow(default=True, index={**MILVUS_INDEX, "connection": None})
+
+
+def test_a_sharded_index_is_built_once_merged_and_a_replaced_collection_retires_until_pruned():
+    jobs = {"detector": succeeded("detector", "d1"), "embedder": succeeded("embedder", "e1")}
+    old = {"uri": "milvus://dt_search_old", "size": 10, "version": "old-10"}
+    before = workflow(default=True, index=MILVUS_INDEX, status={"index": old})
+    shards, shard_pods = complete("search-index-abc")
+    status = compute_workflow_status(before, WorkflowObserved(jobs=jobs, index_job=shards, index_pods=shard_pods), NOW)
+    assert conditions(status)["Indexed"] == ("False", "Indexing") and "merging" in status["message"]
+    assert status["index"] == old, "the old collection is what serves meanwhile"
+
+    merge, merge_pods = complete("search-merge-abc", '{"size": 12, "uri": "milvus://dt_search_new", "version": "n-12"}')
+    observed = WorkflowObserved(jobs=jobs, index_job=shards, index_pods=shard_pods, merge_job=merge,
+                                merge_pods=merge_pods)
+    status = compute_workflow_status(before, observed, NOW)
+    assert conditions(status)["Indexed"] == ("True", "IndexBuilt")
+    assert status["index"] == {"size": 12, "uri": "milvus://dt_search_new", "version": "n-12",
+                               "retired": "milvus://dt_search_old"}
+
+    after = workflow(default=True, index=MILVUS_INDEX, status={"index": status["index"]})
+    pruned, _ = complete(builders.prune_job_name("search", "milvus://dt_search_old"))
+    status = compute_workflow_status(after, WorkflowObserved(jobs=jobs, index_job=shards, index_pods=shard_pods,
+                                                             merge_job=merge, merge_pods=merge_pods,
+                                                             prune_job=pruned), NOW)
+    assert "retired" not in status["index"] and status["index"]["uri"] == "milvus://dt_search_new"
+
+
+def test_a_failed_shard_names_itself_in_the_condition():
+    jobs = {"detector": succeeded("detector", "d1"), "embedder": succeeded("embedder", "e1")}
+    failed = {"metadata": {"name": "search-index-abc"}, "status": {
+        "failedIndexes": "2", "conditions": [{"type": "Failed", "status": "True"}]}}
+    status = compute_workflow_status(workflow(default=True, index=MILVUS_INDEX),
+                                     WorkflowObserved(jobs=jobs, index_job=failed), NOW)
+    assert conditions(status)["Indexed"] == ("False", "IndexingFailed") and "in shards 2" in status["message"]
 
 
 AUTH = {"secretRef": {"name": "search-tokens"}}

@@ -37,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(contract.ARG_MODEL, action="append", default=[], metavar="NODE=DIR",
                         help="Model directory of one node (repeat per node).")
     parser.add_argument(contract.ARG_INDEX, default=env.get("DEEPTRAIN_INDEX"),
-                        help="Index directory written by `deeptrain index`: enables /v1/search and /v1/clusters.")
+                        help="The index `deeptrain index` wrote (its folder, or milvus://COLLECTION): enables /v1/search and /v1/clusters.")
     parser.add_argument(contract.ARG_HOST, default=env.get("DEEPTRAIN_SERVE_HOST", "127.0.0.1"),
                         help="Address to listen on (default 127.0.0.1; 0.0.0.0 for every interface).")
     parser.add_argument(contract.ARG_PORT, type=int, default=int(env.get("DEEPTRAIN_SERVE_PORT", contract.SERVE_PORT)))
@@ -86,10 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def load() -> Loaded:
         from .workflow.graph import WorkflowRunner
-        from .workflow.index import load_index
+        from .workflow.stores import open_index
 
         runner = WorkflowRunner(workflow, resolver)
-        return Loaded(runner, load_index(Path(args.index)) if args.index else None)
+        index = open_index(args.index) if args.index else None
+        if index is not None:
+            index.check_models(runner.model_versions())
+        return Loaded(runner, index)
 
     app = create_app(load, index_expected=bool(args.index), allowed_uri_prefixes=args.allow_uri_prefix,
                      workflow_name=workflow.metadata.name or "", limits=serve_limits, tokens=tokens)

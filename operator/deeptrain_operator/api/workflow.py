@@ -125,11 +125,44 @@ class IndexDataset(ApiModel):
     videoFrameRate: VideoFrameRate = catalog.DEFAULT_VIDEO_FRAME_RATE
 
 
+class IndexConnection(ApiModel):
+    """Where the milvus store is: a Secret with the keys `uri` (and optionally `token`, `database`)."""
+
+    secretRef: LocalObjectReference = Field(description="A Secret in this namespace with the key `uri` (http://HOST:19530), "
+                                                        "and `token` and `database` when the Milvus needs them.")
+
+
 class Index(ApiModel):
     """Embed a dataset with the graph and serve nearest-neighbour search over it."""
 
+    model_config = {"json_schema_extra": {"x-kubernetes-validations": [
+        {"rule": "!has(self.store) || self.store != 'milvus' || has(self.connection)",
+         "message": "spec.index.connection: the milvus store needs connection.secretRef naming a Secret with its uri"},
+        {"rule": "!has(self.structure) || self.structure == 'auto' || !has(self.store) || self.store == 'embedded'",
+         "message": "spec.index.structure: applies to the embedded store only; remove it for milvus"},
+    ]}}
+
     dataset: IndexDataset
     metric: Literal["cosine", "euclidean"] = "cosine"
+    store: Literal["embedded", "milvus"] = Field(
+        default="embedded", description="embedded: FAISS files beside the models, memory-mapped by every serving "
+                                        "replica; milvus: a Milvus collection per model generation.")
+    structure: Literal["auto", "exact", "hnsw", "ivfpq"] = Field(
+        default="auto", description="Embedded store only: exact search, an HNSW graph, or IVF-PQ with exact "
+                                    "re-ranking; auto picks by size (exact below 50,000 rows, IVF-PQ from 20 million).")
+    parallelism: int = Field(default=1, ge=1, le=1000,
+                             description="Indexing pods, each embedding a disjoint shard of the dataset.")
+    clusters: int = Field(default=16, ge=0, le=10000,
+                          description="k of the k-means clustering stored per item (0: none).")
+    connection: IndexConnection | None = Field(default=None, description="Required for the milvus store.")
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> Index:
+        if self.store == "milvus" and self.connection is None:
+            raise ValueError("the milvus store needs connection.secretRef naming a Secret with its uri")
+        if self.store == "milvus" and self.structure != "auto":
+            raise ValueError("structure applies to the embedded store only; remove it for milvus")
+        return self
 
 
 class WorkflowSpec(ApiModel):
@@ -169,8 +202,10 @@ class IndexStatus(StatusModel):
     """The search index built from spec.index.dataset."""
 
     size: int | None = Field(default=None, ge=0)
-    uri: str | None = Field(default=None, max_length=2048)
+    uri: str | None = Field(default=None, max_length=2048, description="The index folder, or milvus://COLLECTION.")
     version: str | None = Field(default=None, max_length=64)
+    retired: str | None = Field(default=None, max_length=2048, description="The collection the current one replaced: "
+                                                                           "dropped once the current one serves.")
 
 
 class WorkflowStatus(StatusModel):

@@ -1,7 +1,9 @@
 """Pure builders: a Workflow and its pinned models in, one child manifest out.
 
 Children: a ConfigMap with the Workflow manifest the pods read, the serve Deployment and its Service
-(spec.serve), and indexing Jobs (spec.index, default workflow only). Names are deterministic, labels
+(spec.serve), and indexing Jobs (spec.index, default workflow only): one Job, or an indexed Job of
+spec.index.parallelism shards followed by a merge Job, and for the milvus store a prune Job that
+drops the replaced collection once the new one serves. Names are deterministic, labels
 explicit (never the CR's), and each child has a controlling ownerReference to the Workflow.
 
 Model and index directories reach the pods as PersistentVolumeClaim mounts (see volumes.py).
@@ -50,6 +52,15 @@ def serve_selector(workflow_name: str) -> dict[str, str]:
 
 def index_job_name(workflow_name: str, index_hash: str) -> str:
     return f"{workflow_name}-index-{index_hash[:10]}"
+
+
+def merge_job_name(workflow_name: str, index_hash: str) -> str:
+    """The step after the shards of a sharded index Job: same hash, same name length."""
+    return f"{workflow_name}-merge-{index_hash[:10]}"
+
+
+def prune_job_name(workflow_name: str, retired_uri: str) -> str:
+    return f"{workflow_name}-prune-{_digest(retired_uri)[:10]}"
 
 
 def endpoint(workflow: Workflow) -> str:
@@ -179,13 +190,14 @@ def build_deployment(workflow: Workflow, pinned: Sequence[PinnedNode], settings:
         arguments += [pod.ARG_INDEX, claim_and_path(index_uri)[1]]
         read.append(index_uri)
     volumes, mounts = _volumes_and_mounts(workflow, _claims(read))
+    store_env = _store_env(workflow) if index_uri is not None else []
     probe = {"httpGet": {"path": pod.READY_PATH, "port": c.HTTP_PORT_NAME}, "periodSeconds": 5, "failureThreshold": 3}
     container: Manifest = {
         "name": c.SERVE_CONTAINER,
         "image": settings.serve_image,
         "command": ["python", "-m", pod.SERVE_MODULE],
         "args": arguments,
-        "env": [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"}],
+        "env": [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"}, *store_env],
         "ports": [{"name": c.HTTP_PORT_NAME, "containerPort": pod.SERVE_PORT, "protocol": "TCP"}],
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": pod.HEALTH_PATH, "port": c.HTTP_PORT_NAME},
@@ -232,24 +244,39 @@ def build_service(workflow: Workflow) -> Manifest:
     }
 
 
-def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *, embed_node: str | None,
-                    index_uri: str) -> Manifest:
-    """Runs `deeptrain index` once; its termination message carries the index size for status.index."""
+def _store_env(workflow: Workflow) -> list[Manifest]:
+    """The milvus store's connection, from the keys of the Secret spec.index.connection names."""
+    index = workflow.spec.index
+    if index is None or index.connection is None:
+        return []
+    secret = index.connection.secretRef.name
+    return [{"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": key != "uri"}}}
+            for env, key in pod.MILVUS_SECRET_KEYS.items()]
+
+
+def _index_pod_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *, name: str,
+                   extra_args: list[str], embed_node: str | None, index_uri: str, digest: str,
+                   job_spec: Manifest) -> Manifest:
+    """A Job running `deeptrain index` (one shard, the merge, a whole build or a prune) over the pinned models."""
     index = workflow.spec.index
     assert index is not None, "only workflows with spec.index are indexed"
-    digest = index_hash(workflow, pinned)
-    arguments = ["index", _workflow_path(), *model_arguments(pinned), pod.ARG_OUTPUT, claim_and_path(index_uri)[1]]
+    arguments = ["index", _workflow_path(), *model_arguments(pinned), pod.ARG_OUTPUT, claim_and_path(index_uri)[1],
+                 *extra_args]
     if embed_node is not None:
         arguments += ["--node", embed_node]
     read = [node["modelUri"] for node in pinned if node.get("modelUri")] + [index.dataset.uri]
     volumes, mounts = _volumes_and_mounts(workflow, _claims(read, [index_uri]))
+    env: list[Manifest] = [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"},
+                           {"name": ENV_TERMINATION_LOG, "value": DEFAULT_TERMINATION_LOG}]
+    if pod.ARG_SHARD in extra_args:
+        env.append({"name": c.ENV_SHARD_INDEX, "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.annotations['{c.ANNOTATION_COMPLETION_INDEX}']"}}})
     container: Manifest = {
         "name": c.INDEX_CONTAINER,
         "image": settings.serve_image,
         "command": ["deeptrain"],
         "args": arguments,
-        "env": [{"name": c.ENV_HOME, "value": "/tmp"}, {"name": "OMP_NUM_THREADS", "value": "1"},
-                {"name": ENV_TERMINATION_LOG, "value": DEFAULT_TERMINATION_LOG}],
+        "env": env + _store_env(workflow),
         "volumeMounts": mounts,
         "terminationMessagePath": DEFAULT_TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -261,9 +288,9 @@ def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: 
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(workflow, index_job_name(_name(workflow), digest), c.COMPONENT_INDEX, annotations),
+        "metadata": _metadata(workflow, name, c.COMPONENT_INDEX, annotations),
         "spec": {
-            "backoffLimit": INDEX_BACKOFF_LIMIT,
+            **job_spec,
             "template": {
                 "metadata": {"labels": labels(_name(workflow), c.COMPONENT_INDEX), "annotations": annotations},
                 "spec": {"restartPolicy": "Never", "securityContext": _pod_security(settings),
@@ -271,3 +298,42 @@ def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: 
             },
         },
     }
+
+
+def build_index_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *, embed_node: str | None,
+                    index_uri: str) -> Manifest:
+    """Indexes spec.index.dataset: one pod, or an indexed Job of spec.index.parallelism pods each embedding
+    one shard, where a failed shard is retried alone. The termination message of a whole build carries the
+    index size for status.index; a sharded build reports through its merge Job."""
+    index = workflow.spec.index
+    assert index is not None, "only workflows with spec.index are indexed"
+    digest = index_hash(workflow, pinned)
+    name = index_job_name(_name(workflow), digest)
+    if index.parallelism == 1:
+        return _index_pod_job(workflow, pinned, settings, name=name, extra_args=[], embed_node=embed_node,
+                              index_uri=index_uri, digest=digest, job_spec={"backoffLimit": INDEX_BACKOFF_LIMIT})
+    shards = index.parallelism
+    return _index_pod_job(
+        workflow, pinned, settings, name=name, extra_args=[pod.ARG_SHARD, f"$({c.ENV_SHARD_INDEX})/{shards}"],
+        embed_node=embed_node, index_uri=index_uri, digest=digest,
+        job_spec={"completionMode": "Indexed", "completions": shards, "parallelism": shards,
+                  "backoffLimitPerIndex": INDEX_BACKOFF_LIMIT})
+
+
+def build_merge_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *, embed_node: str | None,
+                    index_uri: str) -> Manifest:
+    """After every shard succeeded: merge their parts (embedded) or finish the collection, cluster, commit."""
+    index = workflow.spec.index
+    assert index is not None, "only workflows with spec.index are indexed"
+    digest = index_hash(workflow, pinned)
+    return _index_pod_job(workflow, pinned, settings, name=merge_job_name(_name(workflow), digest),
+                          extra_args=[pod.ARG_MERGE, str(index.parallelism)], embed_node=embed_node,
+                          index_uri=index_uri, digest=digest, job_spec={"backoffLimit": INDEX_BACKOFF_LIMIT})
+
+
+def build_prune_job(workflow: Workflow, pinned: Sequence[PinnedNode], settings: Settings, *, embed_node: str | None,
+                    index_uri: str, retired: str) -> Manifest:
+    """Once the new collection serves: drop the workflow's collections of other model versions."""
+    return _index_pod_job(workflow, pinned, settings, name=prune_job_name(_name(workflow), retired),
+                          extra_args=[pod.ARG_PRUNE], embed_node=embed_node, index_uri=index_uri,
+                          digest=index_hash(workflow, pinned), job_spec={"backoffLimit": INDEX_BACKOFF_LIMIT})

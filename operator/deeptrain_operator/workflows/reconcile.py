@@ -28,7 +28,7 @@ from ..settings import Settings
 from ..status import condition_status, is_deleting
 from . import builders
 from .events import transition_events
-from .status import ModelState, WorkflowObserved, compute_workflow_status, resolve_nodes
+from .status import ModelState, WorkflowObserved, compute_workflow_status, job_finished, resolve_nodes
 
 Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]
@@ -124,16 +124,17 @@ async def reconcile_workflow(kube: k.KubeClient, settings: Settings, namespace: 
     pinned = resolve_nodes(workflow, jobs, (body.get("status") or {}).get("nodes") or []).nodes
     embed = embed_node(workflow, jobs)
     index_uri = index_location(workflow, pinned, embed) if workflow.spec.index is not None else None
-    index_job_name = builders.index_job_name(name, builders.index_hash(workflow, pinned))
-    index_job = await kube.get_or_none(k.JOB, namespace, index_job_name)
-    index_pods = await kube.list(k.POD, namespace, label_selector={JOB_COMPLETION_LABEL: index_job_name}) \
-        if index_job is not None else []
+    digest = builders.index_hash(workflow, pinned)
+    index_job, index_pods = await _job_and_pods(kube, namespace, builders.index_job_name(name, digest))
+    merge_job, merge_pods = await _job_and_pods(kube, namespace, builders.merge_job_name(name, digest))
+    retired = ((body.get("status") or {}).get("index") or {}).get("retired")
+    prune_job = await kube.get_or_none(k.JOB, namespace, builders.prune_job_name(name, retired)) if retired else None
     deployment = await kube.get_or_none(k.DEPLOYMENT, namespace, builders.serve_name(name))
     serve_pods = await kube.list(k.POD, namespace, label_selector=builders.serve_selector(name)) \
         if deployment is not None else []
     observed = WorkflowObserved(jobs=jobs, problems=problems, deployment=deployment, serve_pods=serve_pods,
-                                index_job=index_job,
-                                index_pods=index_pods, default_winner=default_winner(workflows), index_uri=index_uri)
+                                index_job=index_job, index_pods=index_pods, merge_job=merge_job, merge_pods=merge_pods,
+                                prune_job=prune_job, default_winner=default_winner(workflows), index_uri=index_uri)
     status = compute_workflow_status(workflow, observed, now)
     await _record(kube, body, status, now)
 
@@ -141,7 +142,13 @@ async def reconcile_workflow(kube: k.KubeClient, settings: Settings, namespace: 
     if problems or status["phase"] == c.PHASE_FAILED:
         return
     await _converge(kube, settings, body, workflow, status, embed=embed, index_uri=index_uri,
-                    index_job=index_job, deployment=deployment, logger=logger)
+                    index_jobs=(index_job, merge_job, prune_job), deployment=deployment, logger=logger)
+
+
+async def _job_and_pods(kube: k.KubeClient, namespace: str, name: str) -> tuple[Manifest | None, list[Manifest]]:
+    job = await kube.get_or_none(k.JOB, namespace, name)
+    pods = await kube.list(k.POD, namespace, label_selector={JOB_COMPLETION_LABEL: name}) if job is not None else []
+    return job, pods
 
 
 async def _record(kube: k.KubeClient, body: Manifest, status: Manifest, now: datetime) -> None:
@@ -168,7 +175,8 @@ async def _write_invalid(kube: k.KubeClient, body: Manifest, problems: list[tupl
 
 
 async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, workflow: Workflow, status: Manifest, *,
-                    embed: str | None, index_uri: str | None, index_job: Manifest | None,
+                    embed: str | None, index_uri: str | None,
+                    index_jobs: tuple[Manifest | None, Manifest | None, Manifest | None],
                     deployment: Manifest | None, logger: Logger) -> None:
     namespace, name = workflow.metadata.namespace, workflow.metadata.name or ""
     models_ready = condition_status(status, c.MODELS_READY) == "True"
@@ -179,28 +187,50 @@ async def _converge(kube: k.KubeClient, settings: Settings, body: Manifest, work
     await ensure(kube, body, config_map, await kube.get_or_none(k.CONFIG_MAP, namespace, builders.config_map_name(name)),
                  logger=logger)
 
-    indexed = condition_status(status, c.INDEXED) == "True"
+    # The last built index serves until the next one is built: pods of new models refuse an index of the
+    # old ones (never mixing vectors), so the old pods keep serving until both are new. A replaced
+    # collection is pruned only once every replica runs the current one.
     index = status.get("index") or {}
+    serves_current_index = workflow.spec.serve is None
     if workflow.spec.serve is not None:
-        desired = builders.build_deployment(workflow, pinned, settings,
-                                            index_uri=index.get("uri") if indexed else None,
-                                            index_version=index.get("version") if indexed else None)
+        desired = builders.build_deployment(workflow, pinned, settings, index_uri=index.get("uri"),
+                                            index_version=index.get("version"))
+        serves_current_index = deployment is not None and condition_status(status, c.SERVING) == "True" and \
+            _pod_annotation(deployment, c.ANNOTATION_MODELS_HASH) == _pod_annotation(desired, c.ANNOTATION_MODELS_HASH)
         await ensure(kube, body, desired, deployment, logger=logger)
         await ensure(kube, body, builders.build_service(workflow),
                      await kube.get_or_none(k.SERVICE, namespace, builders.serve_name(name)), logger=logger)
     else:
         await _delete_owned(kube, body, [deployment, await kube.get_or_none(k.SERVICE, namespace, builders.serve_name(name))])
 
+    index_job, merge_job, prune_job = index_jobs
     indexes = condition_status(status, c.INDEXED) is not None and \
         condition_reason_of(status, c.INDEXED) != c.REASON_NOT_DEFAULT
-    current = builders.build_index_job(workflow, pinned, settings, embed_node=embed, index_uri=index_uri) \
-        if indexes and index_uri is not None else None
-    if current is not None and index_job is None:
-        await ensure(kube, body, current, None, logger=logger)
-    keep = current["metadata"]["name"] if current is not None else None
+    keep: list[str] = []
+    if indexes and index_uri is not None:
+        options = {"embed_node": embed, "index_uri": index_uri}
+        current = builders.build_index_job(workflow, pinned, settings, **options)
+        keep.append(current["metadata"]["name"])
+        if index_job is None:
+            await ensure(kube, body, current, None, logger=logger)
+        elif workflow.spec.index is not None and workflow.spec.index.parallelism > 1:
+            merge = builders.build_merge_job(workflow, pinned, settings, **options)
+            keep.append(merge["metadata"]["name"])
+            if merge_job is None and job_finished(index_job) == "Complete":
+                await ensure(kube, body, merge, None, logger=logger)
+        retired = index.get("retired")
+        if retired:
+            prune = builders.build_prune_job(workflow, pinned, settings, retired=retired, **options)
+            keep.append(prune["metadata"]["name"])
+            if prune_job is None and serves_current_index:
+                await ensure(kube, body, prune, None, logger=logger)
     old_jobs = await kube.list(k.JOB, namespace, label_selector={c.LABEL_WORKFLOW_NAME: name,
                                                                   c.LABEL_COMPONENT: c.COMPONENT_INDEX})
-    await _delete_owned(kube, body, [job for job in old_jobs if job["metadata"]["name"] != keep])
+    await _delete_owned(kube, body, [job for job in old_jobs if job["metadata"]["name"] not in keep])
+
+
+def _pod_annotation(deployment: Manifest, key: str) -> str | None:
+    return (((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations", {}).get(key)
 
 
 def condition_reason_of(status: Manifest, type_: str) -> str | None:

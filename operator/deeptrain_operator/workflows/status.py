@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from deeptrain_trainer.workflow.contract import parse_index_termination_message
+from deeptrain_trainer.workflow.contract import MILVUS_SCHEME, parse_index_termination_message
 
 from .. import constants as c
 from ..api.workflow import Workflow
@@ -47,6 +47,9 @@ class WorkflowObserved:
     serve_pods: Sequence[Manifest] = ()  # pods of the serve Deployment
     index_job: Manifest | None = None  # the indexing Job for the current pins, if created
     index_pods: Sequence[Manifest] = ()
+    merge_job: Manifest | None = None  # after the shards of a sharded index Job
+    merge_pods: Sequence[Manifest] = ()
+    prune_job: Manifest | None = None  # drops status.index.retired
     default_winner: str | None = None  # the newest default workflow of the namespace
     index_uri: str | None = None
 
@@ -123,7 +126,7 @@ def serve_pod_problem(workflow: Workflow, pods: Sequence[Manifest]) -> tuple[str
     return None
 
 
-def _job_finished(job: Manifest) -> str | None:
+def job_finished(job: Manifest) -> str | None:
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
             return cond["type"]
@@ -210,7 +213,7 @@ def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now:
             conditions.set(c.INDEXED, False, waiting_reason, waiting_message)
             blockers.append(conditions.get(c.INDEXED) or {})
         else:
-            _index_conditions(conditions, observed, index_status)
+            _index_conditions(conditions, observed, index_status, spec.index.parallelism)
             blockers.append(conditions.get(c.INDEXED) or {})
         if index_status:
             status["index"] = index_status
@@ -236,23 +239,55 @@ def compute_workflow_status(workflow: Workflow, observed: WorkflowObserved, now:
     return status
 
 
-def _index_conditions(conditions: Conditions, observed: WorkflowObserved, index_status: Manifest) -> None:
+def _index_conditions(conditions: Conditions, observed: WorkflowObserved, index_status: Manifest,
+                      parallelism: int) -> None:
     job = observed.index_job
     if job is None:
         conditions.set(c.INDEXED, False, c.REASON_INDEXING, "the indexing Job is being created")
         return
-    finished = _job_finished(job)
-    built, failed = _index_message(observed.index_pods)
     name = job["metadata"]["name"]
-    if finished == "Complete":
-        index_status.clear()
-        index_status.update({"uri": observed.index_uri, **(built or {})})
-        if observed.index_uri:
-            index_status["uri"] = observed.index_uri
-        conditions.set(c.INDEXED, True, c.REASON_INDEX_BUILT,
-                       f"Job {name} indexed {index_status.get('size', 'an unknown number of')} items")
-    elif finished == "Failed":
-        conditions.set(c.INDEXED, False, c.REASON_INDEXING_FAILED,
-                       f"Job {name} failed" + (f": {failed}" if failed else "; see its pods' logs"))
-    else:
-        conditions.set(c.INDEXED, False, c.REASON_INDEXING, f"Job {name} is indexing spec.index.dataset")
+    finished = job_finished(job)
+    if finished == "Failed":
+        failed_shards = (job.get("status") or {}).get("failedIndexes")
+        _, failed = _index_message(observed.index_pods)
+        conditions.set(c.INDEXED, False, c.REASON_INDEXING_FAILED, f"Job {name} failed"
+                       + (f" in shards {failed_shards}" if failed_shards else "")
+                       + (f": {failed}" if failed else "; see its pods' logs"))
+        return
+    if finished != "Complete":
+        conditions.set(c.INDEXED, False, c.REASON_INDEXING, f"Job {name} is indexing spec.index.dataset"
+                       + (f" in {parallelism} shards" if parallelism > 1 else ""))
+        return
+    pods = observed.index_pods
+    if parallelism > 1:
+        merge = observed.merge_job
+        merged = job_finished(merge) if merge is not None else None
+        if merge is None or merged is None:
+            conditions.set(c.INDEXED, False, c.REASON_INDEXING, f"the {parallelism} shards of Job {name} are "
+                                                                "embedded; merging them")
+            return
+        if merged == "Failed":
+            _, failed = _index_message(observed.merge_pods)
+            conditions.set(c.INDEXED, False, c.REASON_INDEXING_FAILED, f"Job {merge['metadata']['name']} failed"
+                           + (f": {failed}" if failed else "; see its pods' logs"))
+            return
+        name, pods = merge["metadata"]["name"], observed.merge_pods
+    built, _ = _index_message(pods)
+    _record_built(index_status, built or {}, observed)
+    conditions.set(c.INDEXED, True, c.REASON_INDEX_BUILT,
+                   f"Job {name} indexed {index_status.get('size', 'an unknown number of')} items")
+
+
+def _record_built(index_status: Manifest, built: Manifest, observed: WorkflowObserved) -> None:
+    """status.index from the build's message; a replaced collection is kept as `retired` until pruned."""
+    uri = built.get("uri") if str(built.get("uri", "")).startswith(MILVUS_SCHEME) else observed.index_uri
+    retired = index_status.get("retired")
+    previous = index_status.get("uri")
+    if previous and previous != uri and previous.startswith(MILVUS_SCHEME):
+        retired = previous
+    if retired and observed.prune_job is not None and job_finished(observed.prune_job) == "Complete":
+        retired = None
+    index_status.clear()
+    index_status.update({**built, "uri": uri or built.get("uri")})
+    if retired and retired != uri:
+        index_status["retired"] = retired

@@ -29,7 +29,19 @@ ARG_PORT = "--port"
 ARG_HOST = "--host"
 ARG_ALLOW_URI_PREFIX = "--allow-uri-prefix"
 
+ARG_SHARD = "--shard"  # I/N: embed the I-th of N disjoint shards of the listing and write its part
+ARG_MERGE = "--merge"  # N: combine the N shards' parts, remove deleted inputs, cluster, commit
+ARG_PRUNE = "--prune"  # drop the store's other generations of this workflow's index
+
 WORKFLOW_FILENAME = "workflow.json"  # the Workflow manifest, as the serve and index pods read it
+
+# Where the milvus store connects: the operator fills these from the keys `uri`, `token` and
+# `database` of the Secret spec.index.connection.secretRef names.
+ENV_MILVUS_URI = "DEEPTRAIN_MILVUS_URI"
+ENV_MILVUS_TOKEN = "DEEPTRAIN_MILVUS_TOKEN"
+ENV_MILVUS_DATABASE = "DEEPTRAIN_MILVUS_DATABASE"
+MILVUS_SCHEME = "milvus://"  # an index location that is a Milvus collection: milvus://COLLECTION
+MILVUS_SECRET_KEYS = {ENV_MILVUS_URI: "uri", ENV_MILVUS_TOKEN: "token", ENV_MILVUS_DATABASE: "database"}
 
 
 def index_termination_message(size: int, version: str, uri: str) -> str:

@@ -1,45 +1,40 @@
-"""A search index of a dataset's embeddings, and exact nearest-neighbour search over it.
+"""The search index interface every store implements, and what the stores share.
 
-On disk, a folder (`index/` next to the models by default) holding three files:
-- vectors.npy: float32 [N, D], row i embeds item i; L2-normalised when the metric is cosine;
-- items.jsonl: one JSON object per row, in row order: {"id", "input" (the dataset image's URI),
-  "concepts" (ground truth when the dataset has it), "region" (the detected region, when the row
-  embeds a crop: {"box", "concept", "score"})};
-- index.json: {"apiVersion", "kind": "SearchIndex", "metric", "dim", "size", "embedNode", "version",
-  "models": {node id: {"modelType", "template", "version"}}, "dataset": {"uri", "format"}}.
-  `version` is a hash of the vectors and items, so the same models over the same data give the
-  same version.
+A row is one embedding: a deterministic string id (the input's key, `KEY#N` for the N-th region of
+a crop graph), its vector, and its item, a JSON object the search answers with:
+{"id", "input" (the dataset image's URI), "source" (the listing key of its input), "fingerprint"
+(of that input, for incremental indexing), "concepts" (ground truth when the dataset has it),
+"region" (for crops: {"box", "concept", "score"}), "timeOffsetMs" (for frames of a video),
+"cluster" (once clustered)}.
 
-Search is exact (brute force, one matrix product): the indexes this project builds hold up to a
-few hundred thousand rows, where a scan takes milliseconds to a few tenths of a second and returns
-the true neighbours; an approximate index would add a native dependency and a recall knob for no
-gain at that size.
+Two stores (`spec.index.store`): `embedded` (FAISS files on disk, .embedded_store) and `milvus`
+(a Milvus collection, .milvus_store). Both keep rows keyed by id, so adding a row twice replaces it:
+re-running a crashed indexing step never duplicates rows.
+
+Indexes are versioned by the models that embedded them (`models`): an index opened by a graph
+whose embedder has another version refuses to answer (`check_models`) rather than compare vectors
+of two different models.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from .errors import WorkflowError
 
-INDEX_FILE = "index.json"
-VECTORS_FILE = "vectors.npy"
-ITEMS_FILE = "items.jsonl"
 INDEX_KIND = "SearchIndex"
 INDEX_API_VERSION = "deeptrain.dev/v1alpha1"
 
 Metric = Literal["cosine", "euclidean"]
 METRICS: tuple[Metric, ...] = ("cosine", "euclidean")
+NO_CLUSTER = -1
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -47,118 +42,161 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def check_metric(metric: str) -> Metric:
+    if metric not in METRICS:
+        raise WorkflowError(f"metric {metric!r}: use one of {', '.join(METRICS)}")
+    return metric  # type: ignore[return-value]
+
+
+def query_matrix(queries: np.ndarray | Sequence[Sequence[float]], dim: int) -> np.ndarray:
+    """Queries as float32 [Q, D]; WorkflowError when the dimension is not the index's."""
+    matrix = np.asarray(queries, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise WorkflowError(f"vector: has {matrix.shape[-1]} dimensions; this index holds {dim}")
+    return matrix
+
+
+def neighbour(item: dict[str, Any], distance: float, metric: Metric) -> dict[str, Any]:
+    """A search hit: the item plus "distance" (1 - cosine similarity, or euclidean) and, for cosine, "score"."""
+    found = {**item, "distance": round(float(distance), 6)}
+    if metric == "cosine":
+        found["score"] = round(1.0 - float(distance), 6)
+    return found
+
+
 @dataclass
-class Index:
-    vectors: np.ndarray  # float32 [N, D]
+class Rows:
+    """Rows to add: ids, vectors float32 [N, D] and items, in the same order."""
+
+    ids: list[str]
+    vectors: np.ndarray
     items: list[dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        self.vectors = np.asarray(self.vectors, dtype=np.float32).reshape(len(self.ids), -1)
+        if len(self.items) != len(self.ids) or len(set(self.ids)) != len(self.ids):
+            raise WorkflowError("rows need one item per id and unique ids")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class IndexMeta:
+    """What an index was built from; `generation` names the model versions and metric its vectors belong to."""
+
     metric: Metric = "cosine"
     embed_node: str = ""
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
-    version: str = ""  # computed from the rows when not given (a loaded index keeps the saved one)
 
-    def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise WorkflowError(f"metric {self.metric!r}: use one of {', '.join(METRICS)}")
-        self.vectors = np.asarray(self.vectors, dtype=np.float32)
-        if self.vectors.ndim != 2 or len(self.vectors) != len(self.items) or not len(self.items):
-            raise WorkflowError(f"an index needs one vector per item and at least one item; got vectors of shape "
-                                f"{self.vectors.shape} for {len(self.items)} items")
-        if self.metric == "cosine" and not self.version:
-            self.vectors = l2_normalise(self.vectors)
-        if not self.version:
-            digest = hashlib.sha256(np.ascontiguousarray(self.vectors).tobytes())
-            digest.update(json.dumps(self.items, sort_keys=True).encode())
-            self.version = digest.hexdigest()[:12]
+    @property
+    def generation(self) -> str:
+        digest = hashlib.sha256(json.dumps({"metric": self.metric, "embedNode": self.embed_node, "models": {
+            node: info.get("version") for node, info in sorted(self.models.items())}}, sort_keys=True).encode())
+        return digest.hexdigest()[:12]
+
+    def describe(self) -> dict[str, Any]:
+        return {"apiVersion": INDEX_API_VERSION, "kind": INDEX_KIND, "metric": self.metric,
+                "embedNode": self.embed_node, "models": self.models, "dataset": self.dataset,
+                "generation": self.generation}
+
+    @classmethod
+    def from_description(cls, description: dict[str, Any]) -> IndexMeta:
+        return cls(metric=check_metric(description.get("metric", "cosine")), embed_node=description.get("embedNode", ""),
+                   models=description.get("models") or {}, dataset=description.get("dataset") or {})
+
+
+class SearchIndex(ABC):
+    """Rows keyed by id, nearest-neighbour search over their vectors, and stored clusters.
+
+    Changes (add, remove, set_clusters) become visible to other processes at `commit()`.
+    """
+
+    meta: IndexMeta
+
+    @property
+    def metric(self) -> Metric:
+        return self.meta.metric
+
+    @property
+    def embed_node(self) -> str:
+        return self.meta.embed_node
+
+    @property
+    def models(self) -> dict[str, dict[str, Any]]:
+        return self.meta.models
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """Changes whenever the rows change; the same rows give the same version."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the index is: a directory, or milvus://COLLECTION."""
 
     @property
     def size(self) -> int:
-        return len(self.items)
+        return self.count()
 
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
+    @abstractmethod
+    def count(self) -> int: ...
 
+    @abstractmethod
+    def add(self, rows: Rows) -> None:
+        """Insert rows, replacing rows with the same ids."""
+
+    @abstractmethod
+    def remove_sources(self, sources: Iterable[str]) -> None:
+        """Remove every row of these inputs (all regions of an image)."""
+
+    @abstractmethod
+    def sources(self) -> dict[str, str]:
+        """Listing key -> fingerprint of every input that has rows."""
+
+    @abstractmethod
     def search(self, queries: np.ndarray | Sequence[Sequence[float]], k: int = 5,
                metric: Metric | None = None) -> list[list[dict[str, Any]]]:
-        """The k nearest items to each query vector, nearest first.
+        """The k nearest items to each query vector, nearest first (see `neighbour`)."""
 
-        Each neighbour is its item plus "distance" (cosine distance 1 - similarity, or euclidean) and,
-        for cosine, "score" (the similarity). Ties keep index order.
-        """
-        metric = metric or self.metric
-        if metric not in METRICS:
-            raise WorkflowError(f"metric {metric!r}: use one of {', '.join(METRICS)}")
+    @abstractmethod
+    def iter_rows(self, batch_size: int) -> Iterator[Rows]:
+        """Every row, in batches."""
+
+    @abstractmethod
+    def set_clusters(self, ids: Sequence[str], clusters: Sequence[int]) -> None: ...
+
+    @abstractmethod
+    def cluster_page(self, cluster: int, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Items of one stored cluster, in id order."""
+
+    @abstractmethod
+    def cluster_sizes(self) -> dict[int, int]:
+        """Stored cluster -> member count (empty when the index was not clustered)."""
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    def check_metric(self, metric: str | None) -> Metric:
+        return check_metric(metric or self.metric)
+
+    def check_k(self, k: int) -> int:
         if k < 1:
             raise WorkflowError(f"k: {k} must be at least 1")
-        matrix = np.asarray(queries, dtype=np.float32)
-        if matrix.ndim == 1:
-            matrix = matrix[None, :]
-        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
-            raise WorkflowError(f"vector: has {matrix.shape[-1]} dimensions; this index holds {self.dim}")
-        distances = self._distances(matrix, metric)
-        count = min(k, self.size)
-        results = []
-        for row in distances:
-            order = np.argsort(row, kind="stable")[:count]
-            neighbours = []
-            for position in order:
-                found = {**self.items[position], "distance": round(float(row[position]), 6)}
-                if metric == "cosine":
-                    found["score"] = round(1.0 - float(row[position]), 6)
-                neighbours.append(found)
-            results.append(neighbours)
-        return results
+        return k
 
-    def _distances(self, queries: np.ndarray, metric: Metric) -> np.ndarray:
-        if metric == "cosine":
-            stored = self.vectors if self.metric == "cosine" else l2_normalise(self.vectors)
-            return 1.0 - l2_normalise(queries) @ stored.T
-        squared = (np.sum(queries**2, axis=1, keepdims=True) - 2.0 * queries @ self.vectors.T
-                   + np.sum(self.vectors**2, axis=1)[None, :])
-        return np.sqrt(np.maximum(squared, 0.0))
-
-    def describe(self) -> dict[str, Any]:
-        return {"apiVersion": INDEX_API_VERSION, "kind": INDEX_KIND, "metric": self.metric, "dim": self.dim,
-                "size": self.size, "embedNode": self.embed_node, "version": self.version,
-                "models": self.models, "dataset": self.dataset}
-
-    def save(self, directory: Path) -> Path:
-        """Write the three files into `directory`, replacing an earlier index there as one step.
-
-        They are written into a sibling folder first and swapped in, so that a reader never sees
-        vectors from one build with items from another.
-        """
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-        np.save(staging / VECTORS_FILE, self.vectors)
-        with (staging / ITEMS_FILE).open("w", encoding="utf-8") as handle:
-            for item in self.items:
-                handle.write(json.dumps(item, sort_keys=True) + "\n")
-        (staging / INDEX_FILE).write_text(json.dumps(self.describe(), indent=1, sort_keys=True) + "\n")
-        os.chmod(staging, 0o755)
-        previous = None
-        if directory.exists():
-            previous = directory.parent / f".{directory.name}-previous-{os.getpid()}"
-            os.replace(directory, previous)
-        os.replace(staging, directory)
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-        return directory
-
-
-def load_index(directory: Path) -> Index:
-    directory = Path(directory)
-    try:
-        description = json.loads((directory / INDEX_FILE).read_text())
-        vectors = np.load(directory / VECTORS_FILE, allow_pickle=False)
-        items = [json.loads(line) for line in (directory / ITEMS_FILE).read_text().splitlines() if line.strip()]
-    except (OSError, ValueError) as error:
-        raise WorkflowError(f"index {directory}: cannot be read ({error}); build it with `deeptrain index`") from error
-    if description.get("kind") != INDEX_KIND or len(items) != len(vectors):
-        raise WorkflowError(f"index {directory}: index.json, vectors.npy and items.jsonl do not belong together; "
-                            "build it again with `deeptrain index`")
-    return Index(vectors=vectors, items=items, metric=description["metric"], embed_node=description.get("embedNode", ""),
-                 models=description.get("models", {}), dataset=description.get("dataset", {}),
-                 version=description["version"])
+    def check_models(self, versions: dict[str, dict[str, Any]]) -> None:
+        """Refuse a graph whose embedding models are not the ones this index's vectors come from."""
+        mine = {node: info.get("version") for node, info in self.models.items()}
+        theirs = {node: info.get("version") for node, info in versions.items() if node in mine}
+        if mine and mine != theirs:
+            raise WorkflowError(f"index {self.location} was built with models {mine}, the graph runs {theirs}; "
+                                "build the index again with these models (`deeptrain index`)")

@@ -1,40 +1,67 @@
-"""Indexing a dataset: run the graph over every image (and every video's sampled frames) and keep one row
+"""Indexing a dataset: run the graph over its images (and every video's sampled frames) and keep one row
 per embedding the embed node makes.
 
 A graph whose embedder takes whole images gives one row per image; one fed by crops gives one row
 per detected region. Rows remember their image's URI, the region (for crops) and the concepts the
 dataset gives: the image's concepts for whole images, and for a crop the concept of the annotated
-box it overlaps best (IoU >= 0.5), when the dataset has boxes. A video's frames are sampled at
-spec.index.dataset.videoFrameRate; their rows also hold "timeOffsetMs", "frameIndex" and "at" (the
-offset as 00:12.0), so that a search answers "this video at 00:12.0".
+box it overlaps best (IoU >= 0.5), when the dataset has boxes. A video is one input of the listing:
+its frames are sampled at spec.index.dataset.videoFrameRate, and their rows (ids KEY@MS) also hold
+"timeOffsetMs", "frameIndex" and "at" (00:12.0), so that a search answers "this video at 00:12.0".
+
+Each input of the listing has a key (its record id: its path below the dataset for an image folder) and a fingerprint (its size and
+modification stamp as the file system reports them, and its labels). Rows are keyed by the input's
+key, so indexing is incremental and idempotent: `plan` compares the listing with what the index
+holds and only new or changed inputs are embedded, deleted ones removed; a shard that crashed and
+runs again writes the same ids, never duplicates.
+
+Sharding: `shard_of(key, shards)` splits the listing into disjoint shards by a hash of the key; each
+shard embeds its inputs into a part (`write_part`), and `merge_parts` applies the parts to the index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import catalog
 from ..data import ImageRecord, read_records
+from ..data.uris import filesystem, resolve_uri
 from ..data.video import DEFAULT_FRAME_RATE, batched
 from .crop import Box
 from .errors import WorkflowError
 from .graph import WorkflowRunner
-from .index import Index, Metric
-from .video import index_inputs
+from .index import Rows, SearchIndex
+from .video import index_inputs, one_record_per_video
 
 BATCH_SIZE = 32
 MATCH_IOU = 0.5
+PART_VECTORS = "vectors.npy"
+PART_ROWS = "rows.jsonl"
+# What file systems report as a file's version, most specific first (S3, GCS, Azure, local).
+VERSION_KEYS = ("ETag", "etag", "md5Hash", "content_md5", "mtime", "LastModified", "last_modified", "created")
 
 Progress = Callable[[int, int], None]  # (records done, records in all)
 
 
 def read_dataset(uri: str, dataset_format: str) -> list[ImageRecord]:
-    """The images of a dataset in any image format the trainer reads (labels optional in spirit, kept when given)."""
-    records = read_records(uri, dataset_format, catalog.VISUAL_EMBEDDER, None)
-    return [record for record in records if isinstance(record, ImageRecord)]
+    """The images of a dataset in any image format the trainer reads (labels optional in spirit, kept when given).
+
+    Each record's id is its key in the index: the dataset's own id, else its path below the dataset
+    (the same wherever the dataset is mounted).
+    """
+    records = one_record_per_video([r for r in read_records(uri, dataset_format, catalog.VISUAL_EMBEDDER, None)
+                                    if isinstance(r, ImageRecord)])
+    root = resolve_uri(uri).rstrip("/") + "/"
+    return [replace(record, id=record.id or record.uri.removeprefix(root)) for record in records]
 
 
 def embed_node_of(runner: WorkflowRunner, embed_node_id: str | None) -> str:
@@ -69,31 +96,145 @@ def known_concepts(record: ImageRecord, region: dict[str, Any] | None) -> list[s
     return [best[1]] if best[0] >= MATCH_IOU else []
 
 
-def build_index(runner: WorkflowRunner, dataset_records: Sequence[ImageRecord], embed_node_id: str | None = None,
-                *, metric: Metric = "cosine", dataset: dict[str, Any] | None = None,
-                progress: Progress | None = None, video_frame_rate: float = DEFAULT_FRAME_RATE) -> Index:
-    """An index of every embedding `embed_node_id` makes over the records' images and videos' sampled frames."""
-    node = embed_node_of(runner, embed_node_id)
-    vectors: list[list[float]] = []
-    items: list[dict[str, Any]] = []
-    for batch in batched(index_inputs(dataset_records, video_frame_rate), BATCH_SIZE):
-        outputs = runner.run([piece.graph_input for piece in batch])
-        for piece, output in zip(batch, outputs, strict=True):
-            record_id = piece.record_id or f"{len(items):06d}"
+def record_key(record: ImageRecord) -> str:
+    return record.id or record.uri
+
+
+def fingerprint(record: ImageRecord) -> str:
+    """Changes when the file or its labels change; reading the listing's metadata, not the image."""
+    try:
+        fs, path = filesystem(record.uri)
+        info = fs.info(path)
+        stamp = [info.get("size"), next((str(info[key]) for key in VERSION_KEYS if info.get(key) is not None), "")]
+    except (OSError, ValueError):
+        stamp = ["unreadable"]
+    labels = [record.concepts, record.boxes, record.box_concepts]
+    return hashlib.sha256(json.dumps([record.uri, stamp, labels], default=str).encode()).hexdigest()[:32]
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard an input belongs to: stable across runs and listings (a hash of its key, not its position)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % shards
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What indexing must do to bring the index to the listing."""
+
+    embed: list[ImageRecord]  # new or changed inputs
+    remove: list[str]  # keys of inputs whose old rows go: changed or deleted
+    new: int
+    changed: int
+    deleted: int
+    unchanged: int
+
+    def summary(self) -> str:
+        return f"{self.new} new, {self.changed} changed, {self.deleted} deleted, {self.unchanged} unchanged inputs"
+
+
+def plan(records: Sequence[ImageRecord], indexed: dict[str, str], *, shard: int = 0, shards: int = 1) -> Plan:
+    """Compare the listing (this shard of it) with the index's inputs and their fingerprints."""
+    mine = [record for record in records if shard_of(record_key(record), shards) == shard]
+    keys = {record_key(record) for record in mine}
+    embed, changed, new = [], [], 0
+    for record in mine:
+        key = record_key(record)
+        if key not in indexed:
+            embed.append(record)
+            new += 1
+        elif indexed[key] != fingerprint(record):
+            embed.append(record)
+            changed.append(key)
+    deleted = [key for key in indexed if key not in keys and shard_of(key, shards) == shard]
+    return Plan(embed=embed, remove=changed + deleted, new=new, changed=len(changed), deleted=len(deleted),
+                unchanged=len(mine) - len(embed))
+
+
+def embed_rows(runner: WorkflowRunner, records: Sequence[ImageRecord], node: str,
+               progress: Progress | None = None, video_frame_rate: float = DEFAULT_FRAME_RATE) -> Iterable[Rows]:
+    """Rows for the records' embeddings, one batch of images (or sampled video frames) at a time."""
+    for batch in batched(index_inputs(records, video_frame_rate), BATCH_SIZE):
+        ids: list[str] = []
+        vectors: list[list[float]] = []
+        items: list[dict[str, Any]] = []
+        for piece, output in zip(batch, runner.run([piece.graph_input for piece in batch]), strict=True):
+            record = piece.record
+            key, stamp = record_key(record), fingerprint(record)
+            base = f"{key}@{piece.extra['timeOffsetMs']}" if piece.extra else key
             for position, entry in enumerate(output["nodes"][node]):
                 region = entry.get("region")
-                item = {"id": record_id if region is None else f"{record_id}#{position}", "input": piece.record.uri,
-                        "concepts": known_concepts(piece.record, region), **piece.extra}
+                row_id = base if region is None else f"{base}#{position}"
+                item = {"id": row_id, "input": record.uri, "source": key, "fingerprint": stamp,
+                        "concepts": known_concepts(record, region), **piece.extra}
                 if region is not None:
                     item["region"] = region
-                items.append(item)
+                ids.append(row_id)
                 vectors.append(entry["embedding"])
+                items.append(item)
+        yield Rows(ids=ids, vectors=np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1), items=items)
         if progress is not None:
-            progress(batch[-1].records_done, len(dataset_records))
-    if not items:
-        raise WorkflowError(f"node {node!r} made no embedding for any of the {len(dataset_records)} images "
-                            "(did the detector find nothing?); nothing to index")
-    models = {node_id: {key: info[key] for key in ("modelType", "template", "version")}
-              for node_id, info in runner.model_versions().items()}
-    return Index(vectors=np.asarray(vectors, dtype=np.float32), items=items, metric=metric, embed_node=node,
-                 models=models, dataset=dataset or {})
+            progress(batch[-1].records_done, len(records))
+
+
+def model_versions(runner: WorkflowRunner) -> dict[str, dict[str, Any]]:
+    return {node_id: {key: info[key] for key in ("modelType", "template", "version")}
+            for node_id, info in runner.model_versions().items()}
+
+
+def update_index(index: SearchIndex, runner: WorkflowRunner, records: Sequence[ImageRecord], node: str,
+                 progress: Progress | None = None, video_frame_rate: float = DEFAULT_FRAME_RATE) -> Plan:
+    """Embed what is new or changed in the listing and remove what left it (one process, all shards)."""
+    todo = plan(records, index.sources())
+    index.remove_sources(todo.remove)
+    for rows in embed_rows(runner, todo.embed, node, progress, video_frame_rate):
+        index.add(rows)
+    return todo
+
+
+# --- parts of a sharded run -----------------------------------------------------------------------------
+
+def part_directory(parts: Path, shard: int, shards: int) -> Path:
+    return Path(parts) / f"shard-{shard:05d}-of-{shards:05d}"
+
+
+def write_part(parts: Path, shard: int, shards: int, todo: Plan, rows: Iterable[Rows]) -> Path:
+    """A shard's part: its rows and the keys whose old rows go, written whole or not at all."""
+    target = part_directory(parts, shard, shards)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    batches = list(rows)
+    vectors = np.concatenate([batch.vectors for batch in batches]) if batches else np.zeros((0, 0), np.float32)
+    np.save(staging / PART_VECTORS, vectors)
+    with (staging / PART_ROWS).open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"remove": todo.remove}) + "\n")
+        for batch in batches:
+            for row_id, item in zip(batch.ids, batch.items, strict=True):
+                handle.write(json.dumps({"id": row_id, "item": item}, sort_keys=True) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def read_part(directory: Path) -> tuple[list[str], Rows]:
+    lines = (directory / PART_ROWS).read_text().splitlines()
+    removed = json.loads(lines[0])["remove"]
+    entries = [json.loads(line) for line in lines[1:] if line.strip()]
+    vectors = np.load(directory / PART_VECTORS, allow_pickle=False)
+    return removed, Rows(ids=[e["id"] for e in entries], vectors=vectors.reshape(len(entries), -1),
+                         items=[e["item"] for e in entries])
+
+
+def merge_parts(index: SearchIndex, parts: Path, shards: int) -> int:
+    """Apply every shard's part to the index; WorkflowError naming the shards whose part is missing."""
+    missing = [shard for shard in range(shards) if not part_directory(parts, shard, shards).is_dir()]
+    if missing:
+        raise WorkflowError(f"shards {missing} of {shards} wrote no part under {parts}; run them "
+                            f"(`deeptrain index --shard I/{shards}`) before merging")
+    added = 0
+    for shard in range(shards):
+        removed, rows = read_part(part_directory(parts, shard, shards))
+        index.remove_sources(removed)
+        index.add(rows)
+        added += len(rows)
+    return added

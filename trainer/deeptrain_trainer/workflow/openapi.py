@@ -133,11 +133,17 @@ def openapi_document(workflow_name: str = "", limits: ServeLimits | None = None,
                             "video": {"$ref": "#/components/schemas/VideoInfo"},
                             "queryFrames": {"type": "integer"},
                             "neighbours": {"type": "array", "items": {"$ref": "#/components/schemas/Neighbour"}}}}}}},
-        "ClustersRequest": {"type": "object", "required": ["k"], "properties": {
-            "k": {"type": "integer", "minimum": 1}, "seed": {"type": "integer", "minimum": 0, "default": 0}}},
+        "ClustersRequest": {"type": "object", "description": "Without k: the clusters stored with the index; with k: "
+                                                             "k-means computed now (indexes up to 200,000 rows).",
+                            "properties": {
+            "k": {"type": "integer", "minimum": 1}, "seed": {"type": "integer", "minimum": 0, "default": 0},
+            "cluster": {"type": "integer", "minimum": 0, "description": "Only this cluster."},
+            "offset": {"type": "integer", "minimum": 0, "default": 0, "description": "First member of the page."},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100,
+                      "description": "Members per cluster in the page."}}},
         "ClustersResponse": {"type": "object", "properties": {
             "k": {"type": "integer"}, "seed": {"type": "integer"}, "inertia": {"type": "number"},
-            "iterations": {"type": "integer"},
+            "iterations": {"type": "integer"}, "offset": {"type": "integer"}, "limit": {"type": "integer"},
             "clusters": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "size": {"type": "integer"},
                 "members": {"type": "array", "items": {"type": "string"}},

@@ -8,10 +8,10 @@ from PIL import Image
 
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
-from .index import Index, Metric
+from .index import Metric, SearchIndex
 
 
-def search_by_image(runner: WorkflowRunner, index: Index, image: Image.Image, k: int,
+def search_by_image(runner: WorkflowRunner, index: SearchIndex, image: Image.Image, k: int,
                     metric: Metric | None = None, name: str = "query") -> list[dict[str, Any]]:
     """One result per embedding the graph makes of the image (one per detected region for a crop graph):
     {"region" (when from a crop), "neighbours": [nearest first]}."""

@@ -39,9 +39,10 @@ from ..data.video import DEFAULT_FRAME_RATE
 from .admission import Admission, Overloaded
 from .auth import CHALLENGE, OPEN_PATHS, BearerTokens
 from .body import READ_CHUNK_BYTES, parse_json, read_body, too_large
+from .clusters import DEFAULT_PAGE, MAX_PAGE, check_on_demand, computed_clusters, stored_clusters
 from .errors import WorkflowError
 from .graph import WorkflowRunner
-from .index import METRICS, Index
+from .index import METRICS, SearchIndex
 from .inputs import MAX_INPUTS, RawInput, decode_inputs, image_bytes, query_vector, raw_inputs_from_json
 from .kmeans import Clusters, kmeans
 from .limits import ServeLimits
@@ -63,7 +64,7 @@ _strict_dumps = functools.partial(json.dumps, allow_nan=False)
 @dataclass(frozen=True)
 class Loaded:
     runner: WorkflowRunner
-    index: Index | None = None
+    index: SearchIndex | None = None
 
 
 Loader = Callable[[], Loaded]
@@ -251,13 +252,20 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
         index = _index_of(loaded)
         async with state.admission.slot():
             body = await json_body(request)
+            offset = _bounded_int(body.get("offset", 0), "offset", 0, 2**31 - 1)
+            limit = _bounded_int(body.get("limit", DEFAULT_PAGE), "limit", 1, MAX_PAGE)
+            cluster = None if body.get("cluster") is None else _bounded_int(body["cluster"], "cluster", 0, MAX_CLUSTERS)
+            if "k" not in body:
+                return answer(await state.call(stored_clusters, index, cluster, offset, limit))
+            check_on_demand(index)
             k = _bounded_int(body.get("k"), "k", 1, min(MAX_CLUSTERS, index.size))
             seed = _bounded_int(body.get("seed", 0), "seed", 0, 2**31 - 1)
             if (k, seed) not in state.clusters:
                 if len(state.clusters) >= CLUSTER_CACHE_SIZE:
                     state.clusters.pop(next(iter(state.clusters)))
                 state.clusters[(k, seed)] = await state.call(kmeans, index, k, seed)
-        return answer(_clusters_body(index, state.clusters[(k, seed)], k, seed))
+            found = await state.call(computed_clusters, index, state.clusters[(k, seed)], seed, cluster, offset, limit)
+        return answer(found)
 
     async def start_loading(app: web.Application) -> None:
         async def load() -> None:
@@ -296,7 +304,7 @@ def _versions(runner: WorkflowRunner) -> dict[str, Any]:
     return {node_id: info["version"] for node_id, info in runner.model_versions().items()}
 
 
-def _index_of(loaded: Loaded) -> Index:
+def _index_of(loaded: Loaded) -> SearchIndex:
     if loaded.index is None:
         raise web.HTTPConflict(text=_error_json("this workflow serves no index; set spec.index and build it "
                                                 "(`deeptrain index`) to search or cluster"),
@@ -374,16 +382,3 @@ async def _multipart_search(request: web.Request, limit: int) -> tuple[dict[str,
             body["metric"] = _text(content, "metric")
     return body, images
 
-
-def _clusters_body(index: Index, found: Clusters, k: int, seed: int) -> dict[str, Any]:
-    clusters = []
-    for cluster in range(k):
-        members = [index.items[row] for row in range(index.size) if found.assignments[row] == cluster]
-        concepts: dict[str, int] = {}
-        for member in members:
-            for concept in member.get("concepts", []):
-                concepts[concept] = concepts.get(concept, 0) + 1
-        clusters.append({"id": cluster, "size": len(members), "members": [member["id"] for member in members],
-                         "concepts": concepts, "centroid": [round(float(v), 6) for v in found.centroids[cluster]]})
-    return {"k": k, "seed": seed, "inertia": round(found.inertia, 6), "iterations": found.iterations,
-            "clusters": clusters}

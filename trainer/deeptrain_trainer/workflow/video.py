@@ -9,7 +9,7 @@ its frames run through the graph in batches, like images. Its output is
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..data.images import load_image
@@ -28,7 +28,7 @@ from ..data.video import (
 )
 from .errors import TooLarge, Unprocessable, WorkflowError
 from .graph import GraphInput, VideoInput, WorkflowRunner
-from .index import Index, Metric
+from .index import Metric, SearchIndex
 from .search import search_by_image
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def run_inputs(runner: WorkflowRunner, inputs: Sequence[GraphInput]) -> list[dic
     return [outputs[position] for position in range(len(inputs))]
 
 
-def search_query(runner: WorkflowRunner, index: Index, query: GraphInput, k: int,
+def search_query(runner: WorkflowRunner, index: SearchIndex, query: GraphInput, k: int,
                  metric: Metric | None = None) -> list[dict[str, Any]]:
     """Search with an image (one result per embedding it makes) or a video (one merged result)."""
     if query.video is not None:
@@ -116,7 +116,7 @@ def search_query(runner: WorkflowRunner, index: Index, query: GraphInput, k: int
     return search_by_image(runner, index, query.image, k, metric, name=query.name)
 
 
-def search_by_video(runner: WorkflowRunner, index: Index, video: VideoInput, k: int,
+def search_by_video(runner: WorkflowRunner, index: SearchIndex, video: VideoInput, k: int,
                     metric: Metric | None = None) -> list[dict[str, Any]]:
     """Embeds every sampled frame (every region, for a crop graph) and merges their neighbours: each indexed
     item once, at its smallest distance to any query frame, nearest first; "queryTimeOffsetMs" says which."""
@@ -151,6 +151,25 @@ class IndexInput:
     graph_input: GraphInput
     extra: dict[str, Any] = field(default_factory=dict)  # a frame's timeOffsetMs, frameIndex and "at"
     records_done: int = 0  # dataset records finished once this input is embedded (for progress)
+
+
+def one_record_per_video(records: Sequence[ImageRecord]) -> list[ImageRecord]:
+    """A listing with each video once: a jsonl video's annotated frames become one record of the whole
+    video (its id, and every concept its frames name), so that the index samples it once, at its rate."""
+    listed: list[ImageRecord] = []
+    position: dict[str, int] = {}
+    for record in records:
+        if record.frame_time_ms is None:
+            listed.append(record)
+            continue
+        if record.uri not in position:
+            position[record.uri] = len(listed)
+            listed.append(replace(record, frame_time_ms=None, id=record.id.rpartition("@")[0], boxes=[],
+                                  box_concepts=[], masks=[], mask_concepts=[]))
+            continue
+        first = listed[position[record.uri]]
+        listed[position[record.uri]] = replace(first, concepts=list(dict.fromkeys(first.concepts + record.concepts)))
+    return listed
 
 
 def _nearest_annotation(annotated: list[ImageRecord], time_ms: int) -> ImageRecord:
