@@ -52,6 +52,7 @@ RUN groupadd --gid 1000 deeptrain \
  && python3 -m venv /opt/venv \
  && pip install ${TORCH_PIP_ARGS} "torch==${TORCH_VERSION}"
 COPY --from=wheel /wheels /wheels
+# The trainer extra brings PyAV, whose wheel carries FFmpeg and its codecs: video needs no system package.
 RUN pip install "$(ls /wheels/deeptrain_operator-*.whl)[trainer,data]" && rm -rf /wheels
 USER 1000:1000
 WORKDIR /home/deeptrain

@@ -11,14 +11,22 @@ or with other settings.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from fakekube import FakeKubeServer
 from harness import JobPlayer, KubeClient, KubeEnv, OperatorRunner
 from harness.environment import kube_environment, unique_name
+
+# `make test` draws the same examples every run, so a red run is reproducible and never a roll of the
+# dice; HYPOTHESIS_PROFILE=explore draws new ones (and keeps failures in .hypothesis/ to replay).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore")
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

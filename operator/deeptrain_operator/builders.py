@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
 from deeptrain_trainer import contract
@@ -16,6 +15,7 @@ from deeptrain_trainer.contract import TrainerConfig
 
 from . import constants as c
 from .api import DeepTrainingJob
+from .api.processes import gpu_resources, nproc_per_node, pod_resources
 from .settings import Settings
 from .volumes import claim_of
 
@@ -122,49 +122,6 @@ def config_hash(config: TrainerConfig) -> str:
 
 
 # --- resources -----------------------------------------------------------------------------------
-
-def _resources(job: DeepTrainingJob) -> dict[str, dict[str, int | str]]:
-    return job.spec.resources.to_dict() if job.spec.resources is not None else {}
-
-
-def gpu_resources(job: DeepTrainingJob) -> dict[str, int]:
-    """GPU-like resources per pod (any resource name containing "gpu"), limits first."""
-    found: dict[str, int] = {}
-    resources = _resources(job)
-    for section in ("requests", "limits"):  # limits win: GPUs are declared as limits
-        for resource, quantity in resources.get(section, {}).items():
-            if c.GPU_MARKER in resource.lower():
-                found[resource] = int(_quantity(quantity))
-    return {name: count for name, count in found.items() if count > 0}
-
-
-def _quantity(value: int | str) -> float:
-    """The number in a CPU or device quantity ("2", "500m", 4); other suffixes count as their number."""
-    if isinstance(value, int):
-        return float(value)
-    text = value.strip()
-    if text.endswith("m"):
-        return float(text[:-1]) / 1000
-    try:
-        return float(text)
-    except ValueError:
-        return float("".join(ch for ch in text if ch.isdigit() or ch == ".") or 0)
-
-
-def nproc_per_node(job: DeepTrainingJob) -> int:
-    """Processes per pod. "auto": the GPUs a pod gets (summed over GPU resource names); without GPUs the
-    whole CPUs of the CPU limit (else the CPU request); 1 when neither is set."""
-    if isinstance(job.spec.nprocPerNode, int):
-        return job.spec.nprocPerNode
-    gpus = sum(gpu_resources(job).values())
-    if gpus:
-        return gpus
-    resources = _resources(job)
-    cpu = resources.get("limits", {}).get("cpu") or resources.get("requests", {}).get("cpu")
-    if cpu is not None:
-        return max(1, math.floor(_quantity(cpu)))
-    return 1
-
 
 # --- pvc mounts ----------------------------------------------------------------------------------
 
@@ -408,6 +365,6 @@ def build_trainer_container(job: DeepTrainingJob, *, attempt: int, settings: Set
     }
     if job.spec.dataset.secretRef is not None:
         container["envFrom"] = [{"secretRef": {"name": job.spec.dataset.secretRef.name}}]
-    if resources := _resources(job):
+    if resources := pod_resources(job):
         container["resources"] = resources
     return container

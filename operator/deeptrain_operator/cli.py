@@ -31,6 +31,8 @@ data_app = typer.Typer(help="Example datasets built from images and text that sh
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
+_RATE_HELP = "Frames per second sampled from each video."
+
 
 @app.command()
 def crds() -> None:
@@ -89,16 +91,18 @@ def run(
 @app.command()
 def predict(
     model_dir: Path = typer.Argument(..., help="A trained model directory (model.safetensors + model.json)."),
-    inputs: list[str] = typer.Argument(..., help="Image files, or text when the model is a text classifier."),
-    save: Path | None = typer.Option(None, "--save", help="Write annotated images / heatmaps / masks here."),
+    inputs: list[str] = typer.Argument(..., help="Image or video files, or text when the model is a text classifier."),
+    save: Path | None = typer.Option(None, "--save", help="Write annotated images / heatmaps / masks (videos: an annotated MP4) here."),
+    video_frame_rate: float = typer.Option(1.0, "--video-frame-rate", min=0.001, max=60, help=_RATE_HELP),
 ) -> None:
-    """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores)."""
+    """Run a trained model and print its predictions as JSON (labels, boxes, masks, embeddings, anomaly scores);
+    a video gets one entry per sampled frame, with its frameIndex and timeOffsetMs."""
     from deeptrain_trainer.inference import load_model
 
     if save is not None and save.exists() and not save.is_dir():
         raise InputError(f"--save: {save} is a file; give a directory (it is created when missing)")
     model = load_model(model_dir)
-    results = model.predict(inputs, save_dir=save)
+    results = model.predict(inputs, save_dir=save, video_frame_rate=video_frame_rate)
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
     failed = sum(1 for result in results if "error" in result)
@@ -146,16 +150,18 @@ def _workflow_failure(error: Exception) -> typer.Exit:
 @workflow_app.command("run")
 def workflow_run(
     workflow_file: Path = typer.Argument(..., help="A Workflow manifest."),
-    inputs: list[str] = typer.Argument(..., help="Image files or URIs (texts, for a text workflow)."),
+    inputs: list[str] = typer.Argument(..., help="Image or video files or URIs (texts, for a text workflow)."),
     models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
+    video_frame_rate: float = typer.Option(1.0, "--video-frame-rate", min=0.001, max=60, help=_RATE_HELP),
 ) -> None:
-    """Run a Workflow's graph on inputs with local models; print each input's node outputs as JSON."""
+    """Run a Workflow's graph on inputs with local models; print each input's node outputs as JSON
+    (a video's per sampled frame, with frameIndex and timeOffsetMs)."""
     from deeptrain_trainer.workflow.commands import run_workflow
     from deeptrain_trainer.workflow.errors import WorkflowError
 
     try:
-        results = run_workflow(workflow_file, inputs, models, model)
+        results = run_workflow(workflow_file, inputs, models, model, video_frame_rate)
     except WorkflowError as error:
         raise _workflow_failure(error) from None
     json.dump(results, sys.stdout, indent=2)
@@ -199,20 +205,23 @@ def index_command(
 
 @app.command("search")
 def search_command(
-    image: str = typer.Argument(..., help="The query image (a path or URI)."),
+    image: str = typer.Argument(..., help="The query image or video (a path or URI)."),
     workflow_file: Path = typer.Option(..., "--workflow", help="The Workflow the index was built with."),
     index: str = typer.Option(..., "--index", help="The index `deeptrain index` wrote: its folder, or milvus://COLLECTION."),
     models: Path | None = typer.Option(None, "--models", help=_MODELS_HELP),
     model: list[str] = typer.Option([], "--model", help=_MODEL_HELP),
     k: int = typer.Option(5, "-k", "--k", min=1, help="Neighbours per query embedding."),
     metric: str | None = typer.Option(None, "--metric", help="cosine or euclidean (default: the index's)."),
+    video_frame_rate: float = typer.Option(1.0, "--video-frame-rate", min=0.001, max=60, help=_RATE_HELP),
 ) -> None:
-    """Nearest indexed items to each embedding the graph makes of IMAGE (one per detected region), as JSON."""
+    """Nearest indexed items to each embedding the graph makes of IMAGE (one per detected region), as JSON;
+    a video query merges the neighbours of all its sampled frames."""
     from deeptrain_trainer.workflow.commands import search_image
     from deeptrain_trainer.workflow.errors import WorkflowError
 
     try:
-        results = search_image(workflow_file, models, model, index, image, k, metric)  # type: ignore[arg-type]
+        results = search_image(workflow_file, models, model, index, image, k, metric,  # type: ignore[arg-type]
+                               video_frame_rate)
     except WorkflowError as error:
         raise _workflow_failure(error) from None
     json.dump(results, sys.stdout, indent=2)

@@ -62,7 +62,6 @@ CONFIG_MOUNT_PATH: Final = "/etc/deeptrain"
 CONFIG_PATH: Final = f"{CONFIG_MOUNT_PATH}/{contract.CONFIG_FILENAME}"
 TERMINATION_LOG: Final = contract.DEFAULT_TERMINATION_LOG
 REPORT_TO_KUBERNETES: Final = "kubernetes"
-GPU_MARKER: Final = "gpu"  # any resource whose name contains it counts as a GPU (nvidia.com/gpu, amd.com/gpu)
 
 # torchrun's env contract, the one Kubeflow users know.
 ENV_NNODES: Final = "PET_NNODES"

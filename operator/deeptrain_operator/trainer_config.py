@@ -46,6 +46,7 @@ def build_trainer_config(
         validation_fraction=validation.fraction if validation else None,
         validation_uri=resolve(validation.uri, "spec.dataset.validation.uri") if validation and validation.uri else None,
         invalid_data_tolerance_percent=spec.dataset.invalidDataTolerancePercent,
+        video_frame_rate=spec.dataset.videoFrameRate,
     )
     scale = spec.templateScale
     return TrainerConfig(

@@ -143,3 +143,11 @@ def test_search_scale_tiny(tmp_path):
     stores = read(output)["stores"]
     assert set(stores) == {"embedded-exact", "embedded-hnsw"}
     assert stores["embedded-exact"]["recall_at_10"] == 1.0 and stores["embedded-hnsw"]["qps"] > 0
+
+
+def test_video_decoding_tiny(tmp_path):
+    output = tmp_path / "video_decoding.json"
+    run_script("video_decoding.py", "--rounds", "1", "--seconds", "2", "--width", "64", "--height", "48",
+               "--image-size", "32", "--output", str(output))
+    document = read(output)
+    assert document["comparisons"][0]["goal"] == 0.9 and document["predict"]["ours"]

@@ -8,6 +8,7 @@ from typing import Any
 from operator_samples import config_of, make_job
 
 from deeptrain_operator import builders
+from deeptrain_operator.api import processes
 from deeptrain_operator.settings import Settings
 from deeptrain_trainer import contract
 
@@ -145,10 +146,10 @@ def test_a_users_gpu_toleration_is_not_duplicated(settings):
 
 
 def test_nproc_without_gpus_is_the_whole_cpus_or_the_integer_given(settings):
-    assert builders.nproc_per_node(make_job({"resources": {"limits": {"cpu": "3500m"}}})) == 3
-    assert builders.nproc_per_node(make_job({"resources": {"requests": {"cpu": 2}}})) == 2
-    assert builders.nproc_per_node(make_job({"resources": {"limits": {"cpu": "500m"}}})) == 1
-    assert builders.nproc_per_node(make_job({"nprocPerNode": 3, "resources": {"limits": {"cpu": 8}}})) == 3
+    assert processes.nproc_per_node(make_job({"resources": {"limits": {"cpu": "3500m"}}})) == 3
+    assert processes.nproc_per_node(make_job({"resources": {"requests": {"cpu": 2}}})) == 2
+    assert processes.nproc_per_node(make_job({"resources": {"limits": {"cpu": "500m"}}})) == 1
+    assert processes.nproc_per_node(make_job({"nprocPerNode": 3, "resources": {"limits": {"cpu": 8}}})) == 3
     no_gpu_pod = pod_spec(trainer_job(make_job({"resources": {"limits": {"cpu": 8}}}), settings))
     assert "tolerations" not in no_gpu_pod
 

@@ -18,6 +18,7 @@ USES = {
     "digits": (catalog.VISUAL_CLASSIFIER, "ResNext", ""),
     "digits-holdout": (catalog.VISUAL_CLASSIFIER, "ResNext", ""),
     "digits-jsonl": (catalog.VISUAL_EMBEDDER, "ResNext", "annotations.jsonl"),
+    "digits-video": (catalog.VISUAL_CLASSIFIER, "ResNext", ""),
     "shapes-detection": (catalog.VISUAL_DETECTOR, "InceptionV2", "annotations.json"),
     "digits-segmentation": (catalog.VISUAL_SEGMENTER, "ResNext", "annotations.jsonl"),
     "texture-anomaly": (catalog.VISUAL_ANOMALY_HEATMAP, "PatchCore", ""),

@@ -40,9 +40,9 @@ ModelFactory = Callable[..., Path]
 
 
 def write_untrained_model(output: Path, model_type: str, concepts: list[str], *, image_size: int = 64,
-                          inference: dict[str, Any] | None = None, seed: int = 0) -> Path:
+                          inference: dict[str, Any] | None = None, seed: int = 0, template: str | None = None) -> Path:
     """A model directory exactly as the trainer writes one, with freshly initialised weights."""
-    template = TEMPLATES[model_type]
+    template = template or TEMPLATES[model_type]
     hyperparameters = catalog.resolve_hyperparameters(model_type, {"batch_size": 8, "image_size": image_size})
     config = TrainerConfig(job=JobRef(name=output.name), modelType=model_type, template=template, templateScale=TINY,
                            hyperparameters=hyperparameters, dataset=DatasetConfig(uri="unused", format="imagefolder"),

@@ -102,9 +102,9 @@ def test_incremental_indexing_embeds_only_new_and_changed_inputs(setup, tmp_path
     embedded: list[str] = []
     real = commands.embed_rows
 
-    def counting(runner, records, node, progress=None):
+    def counting(runner, records, node, *rest):
         embedded.extend(record.uri for record in records)
-        return real(runner, records, node, progress)
+        return real(runner, records, node, *rest)
 
     monkeypatch.setattr(commands, "embed_rows", counting)
     second, _ = index_dataset(workflow(), models, output=output)

@@ -19,6 +19,9 @@ VISUAL_ANOMALY_HEATMAP = "visual-anomaly-heatmap"
 TEXT_CLASSIFIER = "text-classifier"
 
 DATASET_FORMATS = ("imagefolder", "jsonl", "coco", "csv")
+# Frames per second taken from each video of a dataset (spec.dataset.videoFrameRate), as the platform does.
+DEFAULT_VIDEO_FRAME_RATE = 1.0
+MAX_VIDEO_FRAME_RATE = 60.0
 
 # After `init_epochs` at the base rate, the rate is multiplied by this factor every `step_epochs`.
 # The platform does not publish its factor; halving keeps the documented defaults

@@ -87,6 +87,7 @@ class DatasetConfig(_Strict):
     validation_fraction: float | None = Field(default=None, gt=0, lt=1)
     validation_uri: str | None = None
     invalid_data_tolerance_percent: float = Field(default=5.0, ge=0, le=100)
+    video_frame_rate: float = Field(default=catalog.DEFAULT_VIDEO_FRAME_RATE, gt=0, le=catalog.MAX_VIDEO_FRAME_RATE)
 
     @model_validator(mode="after")
     def _one_validation_source(self) -> DatasetConfig:

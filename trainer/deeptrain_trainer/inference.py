@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from .artifacts import read_model_card, sha256_file, weights_path
 from .contract import MODEL_CARD, MODEL_WEIGHTS
+from .data.video import DEFAULT_FRAME_RATE, is_video
 from .tasks import task_for
 from .tasks.base import ModelSpec, Task
 
@@ -74,10 +75,12 @@ class Predictor:
     def concepts(self) -> list[str]:
         return self.spec.concepts
 
-    def predict(self, inputs: Sequence[str], save_dir: Path | None = None) -> list[dict[str, Any]]:
-        """Predictions for image paths/URIs (or texts, for a text classifier), each with its "input".
+    def predict(self, inputs: Sequence[str], save_dir: Path | None = None,
+                video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[dict[str, Any]]:
+        """Predictions for image or video paths/URIs (or texts, for a text classifier), each with its "input".
 
-        An image that cannot be read or decoded gets {"input", "error"} and the others their results.
+        A video's entry holds one prediction per frame sampled at `video_frame_rate` (see video_inference).
+        An input that cannot be read or decoded gets {"input", "error"} and the others their results.
         """
         if self.tokenizer is not None:
             raw = self._predict_texts(list(inputs))
@@ -85,6 +88,8 @@ class Predictor:
         results: list[dict[str, Any]] = [{"input": name} for name in inputs]
         loaded: list[tuple[int, Image.Image]] = []
         for index, name in enumerate(inputs):
+            if is_video(name):
+                continue
             image_or_error = _load_input_image(name)
             if isinstance(image_or_error, str):
                 results[index]["error"] = image_or_error
@@ -103,15 +108,22 @@ class Predictor:
                     saved = self.task.save_visualisation(image, result, self.model, batch, self.spec, stem)
                     if saved is not None:
                         results[index]["saved"] = str(saved)
+        for index, name in enumerate(inputs):
+            if is_video(name):
+                saved_video = save_dir / f"{index:04d}-{Path(name).stem}.annotated.mp4" if save_dir else None
+                results[index] = _predict_video_or_error(self, name, video_frame_rate, saved_video)
+        return results
+
+    def predict_raw(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
+        """Predictions for decoded images, with the arrays kept for drawing (keys starting with "_")."""
+        results = []
+        for start in range(0, len(images), BATCH_SIZE):
+            results.extend(self._run(self._image_batch(images[start:start + BATCH_SIZE])))
         return results
 
     def predict_images(self, images: Sequence[Image.Image]) -> list[dict[str, Any]]:
         """Predictions for decoded images (any mode; converted to RGB), in order."""
-        results = []
-        for start in range(0, len(images), BATCH_SIZE):
-            raw = self._run(self._image_batch(images[start:start + BATCH_SIZE]))
-            results.extend(public(result) for result in raw)
-        return results
+        return [public(result) for result in self.predict_raw(images)]
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Unit-norm embeddings [N, D] (visual-embedder models only)."""
@@ -164,6 +176,21 @@ def _load_input_image(name: str) -> Image.Image | str:
         return "not found; check the path"
     except OSError as error:
         return f"cannot be read ({error.strerror or error}); check the path"
+
+
+def _predict_video_or_error(predictor: Predictor, name: str, rate: float, save_path: Path | None) -> dict[str, Any]:
+    """The video's per-frame predictions, or {"input", "error"} saying why it cannot be predicted."""
+    from .data.video import VideoError, VideoSource
+    from .video_inference import predict_video
+
+    try:
+        return predict_video(predictor, VideoSource.from_uri(name), rate=rate, save_path=save_path)
+    except VideoError as error:
+        return {"input": name, "error": error.problem + (f"; {error.fix}" if error.fix else "")}
+    except IsADirectoryError:
+        return {"input": name, "error": "is a directory; give video files"}
+    except FileNotFoundError:
+        return {"input": name, "error": "not found; check the path"}
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:

@@ -60,8 +60,14 @@ def to_cel(schema: dict[str, Any], value: Any) -> Any:
         return celtypes.ListType([to_cel(schema.get("items", {}), item) for item in value])
     if isinstance(value, str):
         return celtypes.StringType(value)
-    if isinstance(value, int) and schema.get("type") != "number":
+    # Beyond int64 the apiserver's JSON decoding keeps a number as a float64, and so does CEL here.
+    if isinstance(value, int) and schema.get("type") != "number" and _fits_int64(value):
         return celtypes.IntType(value)
-    if isinstance(value, float) and schema.get("type") == "integer" and value.is_integer():
+    if (isinstance(value, float) and schema.get("type") == "integer" and value.is_integer()
+            and _fits_int64(int(value))):
         return celtypes.IntType(int(value))
     return celtypes.DoubleType(value)
+
+
+def _fits_int64(value: int) -> bool:
+    return -(2**63) <= value < 2**63

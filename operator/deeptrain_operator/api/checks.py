@@ -8,13 +8,13 @@ import re
 from deeptrain_trainer import catalog
 
 from .job import DeepTrainingJob
+from .processes import gpu_resources, nproc_per_node
 from .rules import MAX_JOB_NAME_LENGTH
 from .workflow import Workflow
 
 Problem = tuple[str, str]  # (field path, "what is wrong; how to fix it")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_GPU_RESOURCE = "gpu"
 
 
 def validate_job(job: DeepTrainingJob) -> list[Problem]:
@@ -27,13 +27,11 @@ def validate_job(job: DeepTrainingJob) -> list[Problem]:
     if spec.baseModel is not None and spec.baseModel.deepTrainingJob == name:
         problems.append(("spec.baseModel.deepTrainingJob", "a job cannot warm-start from its own model; "
                                                            "name another DeepTrainingJob or give baseModel.uri"))
-    gpus = _gpus_per_pod(job)
+    gpus = sum(gpu_resources(job).values())
     if isinstance(spec.nprocPerNode, int) and gpus and spec.nprocPerNode > gpus:
         problems.append(("spec.nprocPerNode", f"{spec.nprocPerNode} processes per pod but {gpus} GPUs requested; "
                                               f'use "auto" or at most {gpus}'))
     if not problems:
-        from ..builders import nproc_per_node  # what the pods will run, "auto" resolved from their resources
-
         processes = spec.workers * nproc_per_node(job)
         batch_size = catalog.resolve_hyperparameters(spec.modelType, spec.hyperparameters.to_dict())["batch_size"]
         if batch_size % processes:
@@ -71,15 +69,3 @@ def job_name_problems(name: str) -> list[Problem]:
 def validate_object(obj: DeepTrainingJob | Workflow) -> list[Problem]:
     """validate_job for jobs; a Workflow's rules are all in its schema and model."""
     return validate_job(obj) if isinstance(obj, DeepTrainingJob) else []
-
-
-def _gpus_per_pod(job: DeepTrainingJob) -> int:
-    """GPUs each pod asks for, from any resource whose name mentions gpu (nvidia.com/gpu, amd.com/gpu)."""
-    resources = job.spec.resources
-    if resources is None:
-        return 0
-    for amounts in (resources.limits, resources.requests):
-        for resource, amount in (amounts or {}).items():
-            if _GPU_RESOURCE in resource and str(amount).isdigit():
-                return int(amount)
-    return 0

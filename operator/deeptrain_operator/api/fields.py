@@ -43,3 +43,8 @@ ObjectName = Annotated[
 ]
 
 DatasetFormat = Literal[catalog.DATASET_FORMATS]  # type: ignore[valid-type]
+
+VideoFrameRate = Annotated[
+    float,
+    Field(gt=0, le=catalog.MAX_VIDEO_FRAME_RATE,
+          description=f"Frames per second sampled from each video file, (0, {catalog.MAX_VIDEO_FRAME_RATE:g}].")]

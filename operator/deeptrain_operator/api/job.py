@@ -24,7 +24,7 @@ from .common import (
     Timestamp,
     Toleration,
 )
-from .fields import DatasetFormat, ObjectName, Uri
+from .fields import DatasetFormat, ObjectName, Uri, VideoFrameRate
 
 KIND = "DeepTrainingJob"
 PLURAL = "deeptrainingjobs"
@@ -150,6 +150,7 @@ class Dataset(ApiModel):
         default=None, description="Secret whose keys become environment variables (e.g. AWS_*) for object stores.")
     invalidDataTolerancePercent: float = Field(
         default=5.0, ge=0, le=100, description="Percent of unreadable items tolerated before training fails.")
+    videoFrameRate: VideoFrameRate = catalog.DEFAULT_VIDEO_FRAME_RATE
 
 
 class BaseModelSource(ApiModel):

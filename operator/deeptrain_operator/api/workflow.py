@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from deeptrain_trainer import catalog
+
 from . import rules
 from .common import (
     API_VERSION,
@@ -18,7 +20,7 @@ from .common import (
     StatusModel,
     Timestamp,
 )
-from .fields import DatasetFormat, ObjectName, Uri
+from .fields import DatasetFormat, ObjectName, Uri, VideoFrameRate
 
 KIND = "Workflow"
 PLURAL = "workflows"
@@ -120,6 +122,7 @@ class IndexDataset(ApiModel):
 
     uri: Uri
     format: DatasetFormat
+    videoFrameRate: VideoFrameRate = catalog.DEFAULT_VIDEO_FRAME_RATE
 
 
 class IndexConnection(ApiModel):

@@ -21,7 +21,9 @@ What the training engine calls:
 URIs: `file:///abs`, `file://relative` (relative to the current directory, a project convention),
 plain paths, and any fsspec URI (`s3://`, `gs://`, `https://`, ...) with credentials from env.
 Formats: imagefolder, jsonl (the platform's annotation shape), coco (instances JSON), csv (text);
-see each module in `readers/`. Batch conventions: see `torch_datasets`.
+see each module in `readers/`. Batch conventions: see `torch_datasets`. Videos: `video` decodes and
+samples them (for every part of the project), `video_records` turns a dataset's videos into frame
+records at config.dataset.video_frame_rate, and splits keep each video's frames on one side.
 """
 
 from .errors import DatasetError

@@ -20,6 +20,7 @@ from PIL import Image, ImageOps
 from . import uris
 from .errors import DatasetError
 from .records import ImageRecord
+from .video import load_frame
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # Opening a header is I/O-bound (object stores answer slowly), so a few threads pay off even on 2 cores.
@@ -42,6 +43,11 @@ class ImageLoadStats:
         self.skipped += 1
         if len(self.examples) < SKIPPED_EXAMPLES_KEPT:
             self.examples.append(f"{uri} ({reason})")
+
+    def add(self, other: ImageLoadStats) -> None:
+        self.total += other.total
+        self.skipped += other.skipped
+        self.examples.extend(other.examples[: SKIPPED_EXAMPLES_KEPT - len(self.examples)])
 
     def skipped_fraction(self) -> float:
         return self.skipped / self.total if self.total else 0.0
@@ -83,6 +89,13 @@ def load_image(uri: str) -> Image.Image:
     return decode_image(uris.read_bytes(uri), uri)
 
 
+def load_record_image(record: ImageRecord) -> Image.Image:
+    """A record's pixels: its image, or its frame of a video."""
+    if record.frame_time_ms is not None:
+        return load_frame(record.uri, record.frame_time_ms)
+    return load_image(record.uri)
+
+
 def load_mask_image(uri: str | None, data: bytes | None) -> Image.Image:
     """A mask as grayscale; `uri` or `data` (inline bytes) names it."""
     raw = data if data is not None else uris.read_bytes(str(uri))
@@ -115,7 +128,8 @@ def _missing_files(record: ImageRecord) -> list[str]:
 
 def _check_one(record: ImageRecord) -> str | None:
     try:
-        problem = _header_problem(record.uri)
+        # A video frame's file was opened when its video was sampled (video_records.expand_videos).
+        problem = None if record.frame_time_ms is not None else _header_problem(record.uri)
     except FileNotFoundError:
         raise DatasetError(record.source or record.uri, f"image {record.uri} not found",
                            "fix the path (relative paths start at the annotation file's folder) or remove the entry") from None

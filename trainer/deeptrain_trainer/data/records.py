@@ -39,6 +39,9 @@ class ImageRecord:
     masks: list[Mask] = field(default_factory=list)
     mask_concepts: list[str] = field(default_factory=list)  # one per mask
     anomaly_mask_uri: str | None = None  # ground-truth defect pixels (visual-anomaly-heatmap)
+    # A video frame: its time offset in the video at `uri`. A video record without one stands for
+    # all its frames until `data.video_records.expand_videos` samples them.
+    frame_time_ms: int | None = None
     id: str = ""
     source: str = ""  # where the record was declared ("path:line" or path), for error messages
 

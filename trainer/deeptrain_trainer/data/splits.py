@@ -16,6 +16,7 @@ from .errors import DatasetError
 from .images import SKIPPED_EXAMPLES_KEPT, ImageLoadStats, check_images
 from .readers import read_records
 from .records import ImageRecord, Record
+from .video_records import expand_videos, video_of
 
 log = logging.getLogger(__name__)
 
@@ -71,35 +72,57 @@ def restrict_to_concepts(records: Sequence[Record], concepts: Collection[str] | 
     return kept
 
 
+def _split_units(records: Sequence[Record]) -> list[list[int]]:
+    """Record indices that must stay on one side of a split: all frames of one video, else each record alone."""
+    units: list[list[int]] = []
+    unit_of_video: dict[str, int] = {}
+    for index, record in enumerate(records):
+        video = video_of(record)
+        if video is None:
+            units.append([index])
+        elif video in unit_of_video:
+            units[unit_of_video[video]].append(index)
+        else:
+            unit_of_video[video] = len(units)
+            units.append([index])
+    return units
+
+
 def split_by_fraction(records: Sequence[RecordT], fraction: float, seed: int,
                       model_type: str) -> tuple[list[RecordT], list[RecordT]]:
-    """Deterministic split stratified by each record's first label; every label keeps a training example."""
+    """Deterministic split stratified by each record's first label; every label keeps a training example.
+
+    The frames of one video are one unit (stratified by its first frame): neighbouring frames look
+    alike, so a video split across training and validation would leak into the held-out metrics.
+    """
+    units = _split_units(records)
     groups: dict[str, list[int]] = {}
-    for index, record in enumerate(records):
-        labels = record_labels(record, model_type)
-        groups.setdefault(labels[0] if labels else "", []).append(index)
+    for unit, members in enumerate(units):
+        labels = record_labels(records[members[0]], model_type)
+        groups.setdefault(labels[0] if labels else "", []).append(unit)
     rng = np.random.default_rng(seed)
     chosen: set[int] = set()
     for key in sorted(groups):
         members = [groups[key][i] for i in rng.permutation(len(groups[key]))]
         count = min(round(len(members) * fraction), len(members) - 1)
         chosen.update(members[:count])
-    if not chosen and len(records) >= 2:
+    if not chosen and len(units) >= 2:
         # Tiny datasets round every group down to nothing; take one from the largest group.
         largest = max(sorted(groups), key=lambda key: len(groups[key]))
         chosen.add(groups[largest][-1])
-    train = [record for index, record in enumerate(records) if index not in chosen]
-    validation = [record for index, record in enumerate(records) if index in chosen]
+    held_out = {index for unit in chosen for index in units[unit]}
+    train = [record for index, record in enumerate(records) if index not in held_out]
+    validation = [record for index, record in enumerate(records) if index in held_out]
     return train, validation
 
 
 def _drop_undecodable(train: list[Record], validation: list[Record], config: TrainerConfig,
-                      ) -> tuple[list[Record], list[Record], ImageLoadStats]:
-    kept_train, stats = check_images([r for r in train if isinstance(r, ImageRecord)])
+                      stats: ImageLoadStats) -> tuple[list[Record], list[Record], ImageLoadStats]:
+    """Drop undecodable images; `stats` already counts the videos that could not be opened."""
+    kept_train, train_stats = check_images([r for r in train if isinstance(r, ImageRecord)])
     kept_validation, validation_stats = check_images([r for r in validation if isinstance(r, ImageRecord)])
-    stats.total += validation_stats.total
-    stats.skipped += validation_stats.skipped
-    stats.examples.extend(validation_stats.examples)
+    stats.add(train_stats)
+    stats.add(validation_stats)
     tolerance = config.dataset.invalid_data_tolerance_percent
     if stats.skipped_fraction() * 100 > tolerance:
         raise DatasetError(uris.resolve_uri(config.dataset.uri),
@@ -152,10 +175,13 @@ def load_splits(config: TrainerConfig) -> Splits:
     lines = ImageLoadStats()  # jsonl lines that do not parse, tolerated like undecodable images
     records = restrict_to_concepts(read_records(dataset.uri, dataset.format, model_type, None, lines),
                                    config.concepts, model_type)
+    records, stats = expand_videos(records, dataset.video_frame_rate)
     if dataset.validation_uri is not None:
         train = list(records)
-        validation = restrict_to_concepts(read_records(dataset.validation_uri, dataset.format, model_type, None, lines),
-                                          config.concepts, model_type)
+        validation, validation_videos = expand_videos(
+            restrict_to_concepts(read_records(dataset.validation_uri, dataset.format, model_type, None, lines),
+                                 config.concepts, model_type), dataset.video_frame_rate)
+        stats.add(validation_videos)
         if anomaly:
             train = [r for r in train if isinstance(r, ImageRecord) and not r.is_anomalous]
     else:
@@ -167,9 +193,8 @@ def load_splits(config: TrainerConfig) -> Splits:
         else:
             train, validation = split_by_fraction(records, fraction, config.seed, model_type)
     _tolerate_invalid_lines(lines, config)
-    stats = ImageLoadStats()
     if catalog.model_type(model_type).input == "image":
-        train, validation, stats = _drop_undecodable(train, validation, config)
+        train, validation, stats = _drop_undecodable(train, validation, config, stats)
     stats.skipped += lines.skipped
     stats.examples = (stats.examples + lines.examples)[:SKIPPED_EXAMPLES_KEPT]
     location = uris.resolve_uri(dataset.uri)

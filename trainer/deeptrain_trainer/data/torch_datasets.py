@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from .. import catalog
 from .errors import DatasetError
-from .images import ImageLoadStats, load_image
+from .images import ImageLoadStats, load_record_image
 from .records import ImageRecord, Mask, Record, TextRecord
 from .text import PAD_ID, Tokenizer
 from .transforms import (
@@ -135,7 +135,7 @@ class ImageRecordDataset(Dataset):
         its image cannot be decoded."""
         record = self.records[index]
         try:
-            image = load_image(record.uri)
+            image = load_record_image(record)
         except (DatasetError, OSError) as error:
             with self._stats_lock:
                 self.stats.record_skipped(record.uri, str(error))

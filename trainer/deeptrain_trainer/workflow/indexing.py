@@ -1,9 +1,12 @@
-"""Indexing a dataset: run the graph over its images and keep one row per embedding the embed node makes.
+"""Indexing a dataset: run the graph over its images (and every video's sampled frames) and keep one row
+per embedding the embed node makes.
 
 A graph whose embedder takes whole images gives one row per image; one fed by crops gives one row
 per detected region. Rows remember their image's URI, the region (for crops) and the concepts the
 dataset gives: the image's concepts for whole images, and for a crop the concept of the annotated
-box it overlaps best (IoU >= 0.5), when the dataset has boxes.
+box it overlaps best (IoU >= 0.5), when the dataset has boxes. A video is one input of the listing:
+its frames are sampled at spec.index.dataset.videoFrameRate, and their rows (ids KEY@MS) also hold
+"timeOffsetMs", "frameIndex" and "at" (00:12.0), so that a search answers "this video at 00:12.0".
 
 Each input of the listing has a key (its record id: its path below the dataset for an image folder) and a fingerprint (its size and
 modification stamp as the file system reports them, and its labels). Rows are keyed by the input's
@@ -31,12 +34,13 @@ import numpy as np
 
 from .. import catalog
 from ..data import ImageRecord, read_records
-from ..data.images import load_image
 from ..data.uris import filesystem, resolve_uri
+from ..data.video import DEFAULT_FRAME_RATE, batched
 from .crop import Box
 from .errors import WorkflowError
-from .graph import GraphInput, WorkflowRunner
+from .graph import WorkflowRunner
 from .index import Rows, SearchIndex
+from .video import index_inputs, one_record_per_video
 
 BATCH_SIZE = 32
 MATCH_IOU = 0.5
@@ -54,10 +58,10 @@ def read_dataset(uri: str, dataset_format: str) -> list[ImageRecord]:
     Each record's id is its key in the index: the dataset's own id, else its path below the dataset
     (the same wherever the dataset is mounted).
     """
-    records = read_records(uri, dataset_format, catalog.VISUAL_EMBEDDER, None)
+    records = one_record_per_video([r for r in read_records(uri, dataset_format, catalog.VISUAL_EMBEDDER, None)
+                                    if isinstance(r, ImageRecord)])
     root = resolve_uri(uri).rstrip("/") + "/"
-    return [replace(record, id=record.id or record.uri.removeprefix(root)) for record in records
-            if isinstance(record, ImageRecord)]
+    return [replace(record, id=record.id or record.uri.removeprefix(root)) for record in records]
 
 
 def embed_node_of(runner: WorkflowRunner, embed_node_id: str | None) -> str:
@@ -147,21 +151,21 @@ def plan(records: Sequence[ImageRecord], indexed: dict[str, str], *, shard: int 
 
 
 def embed_rows(runner: WorkflowRunner, records: Sequence[ImageRecord], node: str,
-               progress: Progress | None = None) -> Iterable[Rows]:
-    """Rows for the records' embeddings, one batch of images at a time."""
-    for start in range(0, len(records), BATCH_SIZE):
-        batch = records[start:start + BATCH_SIZE]
-        inputs = [GraphInput(name=record.uri, image=load_image(record.uri)) for record in batch]
+               progress: Progress | None = None, video_frame_rate: float = DEFAULT_FRAME_RATE) -> Iterable[Rows]:
+    """Rows for the records' embeddings, one batch of images (or sampled video frames) at a time."""
+    for batch in batched(index_inputs(records, video_frame_rate), BATCH_SIZE):
         ids: list[str] = []
         vectors: list[list[float]] = []
         items: list[dict[str, Any]] = []
-        for record, output in zip(batch, runner.run(inputs), strict=True):
+        for piece, output in zip(batch, runner.run([piece.graph_input for piece in batch]), strict=True):
+            record = piece.record
             key, stamp = record_key(record), fingerprint(record)
+            base = f"{key}@{piece.extra['timeOffsetMs']}" if piece.extra else key
             for position, entry in enumerate(output["nodes"][node]):
                 region = entry.get("region")
-                row_id = key if region is None else f"{key}#{position}"
+                row_id = base if region is None else f"{base}#{position}"
                 item = {"id": row_id, "input": record.uri, "source": key, "fingerprint": stamp,
-                        "concepts": known_concepts(record, region)}
+                        "concepts": known_concepts(record, region), **piece.extra}
                 if region is not None:
                     item["region"] = region
                 ids.append(row_id)
@@ -169,7 +173,7 @@ def embed_rows(runner: WorkflowRunner, records: Sequence[ImageRecord], node: str
                 items.append(item)
         yield Rows(ids=ids, vectors=np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1), items=items)
         if progress is not None:
-            progress(min(start + BATCH_SIZE, len(records)), len(records))
+            progress(batch[-1].records_done, len(records))
 
 
 def model_versions(runner: WorkflowRunner) -> dict[str, dict[str, Any]]:
@@ -178,11 +182,11 @@ def model_versions(runner: WorkflowRunner) -> dict[str, dict[str, Any]]:
 
 
 def update_index(index: SearchIndex, runner: WorkflowRunner, records: Sequence[ImageRecord], node: str,
-                 progress: Progress | None = None) -> Plan:
+                 progress: Progress | None = None, video_frame_rate: float = DEFAULT_FRAME_RATE) -> Plan:
     """Embed what is new or changed in the listing and remove what left it (one process, all shards)."""
     todo = plan(records, index.sources())
     index.remove_sources(todo.remove)
-    for rows in embed_rows(runner, todo.embed, node, progress):
+    for rows in embed_rows(runner, todo.embed, node, progress, video_frame_rate):
         index.add(rows)
     return todo
 

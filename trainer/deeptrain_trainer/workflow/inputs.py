@@ -4,7 +4,8 @@ Two steps, both for a worker thread. `raw_inputs_from_json` checks the request's
 each input's encoded bytes; `decode_inputs` reads every image's header first (Pillow opens
 lazily: a few bytes, no pixels), refuses the request when one image or all of them together are
 over the pixel limits, and only then decodes. A 20000x20000 PNG of a few hundred KB is refused
-before it can become 1.2 GB of pixels.
+before it can become 1.2 GB of pixels. A video is kept as its bytes: its frames are decoded, checked
+against the same pixel limit and sampled while the graph runs (workflow.video).
 
 A server that opens any URI it is sent reads any file its pod can read and reaches any host its
 pod can reach, so URIs are refused unless they start with one of the prefixes the server was
@@ -30,6 +31,7 @@ from ..data.uris import filesystem, read_bytes, resolve_uri
 from .errors import TooLarge, Unprocessable, WorkflowError
 from .graph import GraphInput
 from .limits import ServeLimits
+from .video import video_graph_input, video_rate
 
 # The platform's limit on inputs per workflow request.
 MAX_INPUTS = 32
@@ -38,12 +40,13 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 @dataclass(frozen=True)
 class RawInput:
-    """One input as the request carried it: an encoded image or a text, and where it came from."""
+    """One input as the request carried it: an encoded image or video, or a text, and where it came from."""
 
     name: str  # what the output calls it
     where: str  # the request field, for messages
     data: bytes | None = None
     text: str | None = None
+    video_rate: float | None = None  # set for a video: frames per second to sample
 
 
 def open_image(data: bytes, where: str, max_pixels: int) -> Image.Image:
@@ -89,7 +92,7 @@ def decode_inputs(raws: Sequence[RawInput], limits: ServeLimits) -> list[GraphIn
     opened: list[Image.Image | None] = []
     total = 0
     for raw in raws:
-        if raw.data is None:
+        if raw.data is None or raw.video_rate is not None:  # videos check their frames' pixels as they decode
             opened.append(None)
             continue
         image = open_image(raw.data, raw.where, limits.max_image_pixels)
@@ -98,7 +101,8 @@ def decode_inputs(raws: Sequence[RawInput], limits: ServeLimits) -> list[GraphIn
     if total > limits.max_request_pixels:
         raise TooLarge(f"inputs: the request's images hold {total:,} pixels together; this server decodes at most "
                        f"{limits.max_request_pixels:,} per request (max_request_pixels); send fewer or smaller images")
-    return [GraphInput(name=raw.name, text=raw.text) if image is None
+    return [video_graph_input(raw, limits) if raw.video_rate is not None
+            else GraphInput(name=raw.name, text=raw.text) if image is None
             else GraphInput(name=raw.name, image=decode(image, raw.where))
             for raw, image in zip(raws, opened, strict=True)]
 
@@ -120,7 +124,7 @@ def image_bytes(reference: Any, where: str, allowed_prefixes: Sequence[str], max
         raise WorkflowError(f"{where}.uri: must be a non-empty string")
     if not _allowed(uri, allowed_prefixes):
         raise WorkflowError(f"{where}.uri: {uri} is outside the locations this server was allowed to read "
-                            "(--allow-uri-prefix); send the image inline as base64")
+                            "(--allow-uri-prefix); send it inline as base64")
     try:
         fs, path = filesystem(uri)
         size = fs.size(path)
@@ -150,25 +154,28 @@ def _allowed(uri: str, prefixes: Sequence[str]) -> bool:
 
 
 def raw_inputs_from_json(body: Any, allowed_prefixes: Sequence[str], max_bytes: int) -> list[RawInput]:
-    """{"inputs": [{"image": {...}} | {"text": "..."}, ...]} -> raw inputs."""
+    """{"inputs": [{"image": {...}} | {"video": {...}} | {"text": "..."}, ...]} -> raw inputs."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
-        raise WorkflowError('inputs: send {"inputs": [{"image": {"base64": ...}} | {"text": ...}, ...]}')
+        raise WorkflowError('inputs: send {"inputs": [{"image": {"base64": ...}} | {"video": {"base64": ...}} '
+                            '| {"text": ...}, ...]}')
     check_count(len(body["inputs"]))
     raws = []
     unread = max_bytes  # images read by URI share one body's worth of bytes, like images sent inline
     for position, entry in enumerate(body["inputs"]):
         where = f"inputs[{position}]"
-        if not isinstance(entry, dict) or len(entry.keys() & {"image", "text"}) != 1:
-            raise WorkflowError(f"{where}: give exactly one of \"image\" or \"text\"")
+        if not isinstance(entry, dict) or len(entry.keys() & {"image", "video", "text"}) != 1:
+            raise WorkflowError(f"{where}: give exactly one of \"image\", \"video\" or \"text\"")
         if "text" in entry:
             if not isinstance(entry["text"], str):
                 raise WorkflowError(f"{where}.text: must be a string")
             raws.append(RawInput(name=where, where=f"{where}.text", text=entry["text"]))
         else:
-            data, name = image_bytes(entry["image"], f"{where}.image", allowed_prefixes, unread)
-            if isinstance(entry["image"], dict) and "uri" in entry["image"]:
+            kind = "video" if "video" in entry else "image"
+            data, name = image_bytes(entry[kind], f"{where}.{kind}", allowed_prefixes, unread)
+            if isinstance(entry[kind], dict) and "uri" in entry[kind]:
                 unread -= len(data)
-            raws.append(RawInput(name=name, where=f"{where}.image", data=data))
+            rate = video_rate(entry[kind], f"{where}.video") if kind == "video" else None
+            raws.append(RawInput(name=name, where=f"{where}.{kind}", data=data, video_rate=rate))
     return raws
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from ..data.video import DEFAULT_FRAME_RATE, MAX_FRAME_RATE
 from .inputs import MAX_INPUTS
 from .limits import HELP, ServeLimits, env_name
 
@@ -20,6 +21,14 @@ _BOX = {"type": "object", "description": "Normalised to the input image: fractio
 _IMAGE_REF = {"type": "object", "description": "Exactly one of base64 (the encoded file) or uri (a location the "
                                                "server was allowed to read with --allow-uri-prefix).",
               "properties": {"base64": {"type": "string", "format": "byte"}, "uri": {"type": "string"}}}
+_VIDEO_REF = {"type": "object", "description": "A video (MP4, MKV, WebM, AVI, MOV): exactly one of base64 or uri, "
+                                               "as for images; its frames are sampled at frameRate per second.",
+              "properties": {"base64": {"type": "string", "format": "byte"}, "uri": {"type": "string"},
+                             "frameRate": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                                           "maximum": MAX_FRAME_RATE, "default": DEFAULT_FRAME_RATE}}}
+_NODES = {"type": "object", "description": "Node id -> one entry per item the node consumed: regions (detector), "
+                                           "region + cropBox (image-crop), embedding (embedder), or the model's prediction.",
+          "additionalProperties": {"type": "array", "items": {"type": "object"}}}
 _ERROR = {"type": "object", "properties": {"error": {"type": "object", "properties": {"message": {"type": "string"}}}}}
 
 
@@ -70,24 +79,35 @@ def openapi_document(workflow_name: str = "", limits: ServeLimits | None = None,
         "Error": _ERROR,
         "Box": _BOX,
         "ImageRef": {**_IMAGE_REF, "example": image_example},
+        "VideoRef": _VIDEO_REF,
+        "VideoInfo": {"type": "object", "properties": {
+            "width": {"type": "integer"}, "height": {"type": "integer"}, "codec": {"type": "string"},
+            "container": {"type": "string"}, "frameRate": {"type": "number", "nullable": True},
+            "durationMs": {"type": "integer", "nullable": True}}},
+        "VideoFrameOutput": {"type": "object", "description": "One sampled frame of a video input.", "properties": {
+            "frameIndex": {"type": "integer", "description": "Position of the frame in the decoded stream, from 0."},
+            "timeOffsetMs": {"type": "integer", "description": "Presentation time of the frame, in milliseconds."},
+            "nodes": _NODES}},
         "Region": {"type": "object", "properties": {"box": {"$ref": "#/components/schemas/Box"},
                                                     "concept": {"type": "string"}, "score": {"type": "number"}}},
-        "Input": {"type": "object", "description": "Exactly one of image or text.",
-                  "properties": {"image": {"$ref": "#/components/schemas/ImageRef"}, "text": {"type": "string"}}},
+        "Input": {"type": "object", "description": "Exactly one of image, video or text.",
+                  "properties": {"image": {"$ref": "#/components/schemas/ImageRef"},
+                                 "video": {"$ref": "#/components/schemas/VideoRef"}, "text": {"type": "string"}}},
         "PredictRequest": {"type": "object", "required": ["inputs"], "properties": {"inputs": {
             "type": "array", "minItems": 1, "maxItems": MAX_INPUTS, "items": {"$ref": "#/components/schemas/Input"}}},
             "example": {"inputs": [{"image": image_example}]}},
         "PredictResponse": {"type": "object", "properties": {
-            "outputs": {"type": "array", "items": {"type": "object", "properties": {
+            "outputs": {"type": "array", "items": {"type": "object", "description": "An image or text input has "
+                                                   "nodes; a video input has video and frames instead.", "properties": {
                 "input": {"type": "string"},
-                "nodes": {"type": "object", "description": "Node id -> one entry per item the node consumed: "
-                                                           "regions (detector), region + cropBox (image-crop), "
-                                                           "embedding (embedder), or the model's prediction.",
-                          "additionalProperties": {"type": "array", "items": {"type": "object"}}}}}},
+                "nodes": _NODES,
+                "video": {"$ref": "#/components/schemas/VideoInfo"},
+                "frames": {"type": "array", "items": {"$ref": "#/components/schemas/VideoFrameOutput"}}}}},
             "models": {"type": "object", "description": "Node id -> model version.",
                        "additionalProperties": {"type": "string", "nullable": True}}}},
-        "SearchRequest": {"type": "object", "description": "Exactly one of image or vector.", "properties": {
+        "SearchRequest": {"type": "object", "description": "Exactly one of image, video or vector.", "properties": {
             "image": {"$ref": "#/components/schemas/ImageRef"},
+            "video": {"$ref": "#/components/schemas/VideoRef"},
             "vector": {"type": "array", "minItems": 1, "items": {"type": "number"},
                        "description": "Finite numbers, as many as the index's dimensions; not all zero for cosine."},
             "k": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 5},
@@ -97,14 +117,21 @@ def openapi_document(workflow_name: str = "", limits: ServeLimits | None = None,
             "id": {"type": "string"}, "input": {"type": "string"},
             "concepts": {"type": "array", "items": {"type": "string"}},
             "region": {"$ref": "#/components/schemas/Region"},
+            "timeOffsetMs": {"type": "integer", "description": "For a video's frame: its time in the video."},
+            "frameIndex": {"type": "integer"}, "at": {"type": "string", "description": "The time as 00:12.0."},
+            "queryTimeOffsetMs": {"type": "integer", "description": "For a video query: the query frame it is "
+                                                                    "nearest to."},
             "distance": {"type": "number"}, "score": {"type": "number", "description": "Cosine similarity."}}},
         "SearchResponse": {"type": "object", "properties": {
             "metric": {"type": "string"}, "k": {"type": "integer"},
             "index": {"type": "object", "properties": {"size": {"type": "integer"}, "version": {"type": "string"}}},
             "results": {"type": "array", "description": "One per query embedding (one per detected region when the "
-                                                        "graph embeds crops).",
+                                                        "graph embeds crops); a video query has one, merging the "
+                                                        "neighbours of all its frames.",
                         "items": {"type": "object", "properties": {
                             "region": {"$ref": "#/components/schemas/Region"},
+                            "video": {"$ref": "#/components/schemas/VideoInfo"},
+                            "queryFrames": {"type": "integer"},
                             "neighbours": {"type": "array", "items": {"$ref": "#/components/schemas/Neighbour"}}}}}}},
         "ClustersRequest": {"type": "object", "description": "Without k: the clusters stored with the index; with k: "
                                                              "k-means computed now (indexes up to 200,000 rows).",
@@ -125,9 +152,13 @@ def openapi_document(workflow_name: str = "", limits: ServeLimits | None = None,
     }
     multipart_images = {"type": "object", "properties": {
         "image": {"type": "array", "items": {"type": "string", "format": "binary"}},
+        "video": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "Videos (a part named video, or a file name with a video extension), sampled at "
+                                 "1 frame per second."},
         "text": {"type": "array", "items": {"type": "string"}}}}
     multipart_search = {"type": "object", "properties": {
-        "image": {"type": "string", "format": "binary"}, "k": {"type": "integer"}, "metric": {"type": "string"}}}
+        "image": {"type": "string", "format": "binary"}, "video": {"type": "string", "format": "binary"},
+        "k": {"type": "integer"}, "metric": {"type": "string"}}}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": "v1",
@@ -135,14 +166,14 @@ def openapi_document(workflow_name: str = "", limits: ServeLimits | None = None,
                  "x-deeptrain-limits": limits.describe()},
         "paths": {
             "/v1/predict": {"post": {
-                "summary": "Run the graph on images or texts.", "operationId": "predict",
+                "summary": "Run the graph on images, videos (frame by frame) or texts.", "operationId": "predict",
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}},
                     "multipart/form-data": {"schema": multipart_images}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/PredictResponse"}, "Outputs per input."),
                               **_errors(limits, "400", "401", "413", "422", "503")}}},
             "/v1/search": {"post": {
-                "summary": "Nearest indexed items to an image or a vector.", "operationId": "search",
+                "summary": "Nearest indexed items to an image, a video or a vector.", "operationId": "search",
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/SearchRequest"}},
                     "multipart/form-data": {"schema": multipart_search}}},

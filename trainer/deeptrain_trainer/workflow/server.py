@@ -35,6 +35,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from ..data.video import DEFAULT_FRAME_RATE
 from .admission import Admission, Overloaded
 from .auth import CHALLENGE, OPEN_PATHS, BearerTokens
 from .body import READ_CHUNK_BYTES, parse_json, read_body, too_large
@@ -46,7 +47,7 @@ from .inputs import MAX_INPUTS, RawInput, decode_inputs, image_bytes, query_vect
 from .kmeans import Clusters, kmeans
 from .limits import ServeLimits
 from .openapi import openapi_document
-from .search import search_by_image
+from .video import is_video_part, run_inputs, search_query, video_rate
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
                 body = await json_body(request)
                 raws = await state.decode(raw_inputs_from_json, body, prefixes, limits.max_body_bytes)
             inputs = await state.decode(decode_inputs, raws, limits)
-            outputs = await state.call(loaded.runner.run, inputs)
+            outputs = await state.call(run_inputs, loaded.runner, inputs)
         return answer({"outputs": outputs, "models": _versions(loaded.runner)})
 
     async def search(request: web.Request) -> web.Response:
@@ -225,19 +226,24 @@ def create_app(loader: Loader, *, index_expected: bool = False, allowed_uri_pref
                     data, name = await state.decode(image_bytes, body["image"], "image", prefixes,
                                                     limits.max_body_bytes)
                     images.append(RawInput(name=name, where="image", data=data))
+                if "video" in body:
+                    data, name = await state.decode(image_bytes, body["video"], "video", prefixes,
+                                                    limits.max_body_bytes)
+                    images.append(RawInput(name=name, where="video", data=data,
+                                           video_rate=video_rate(body["video"], "video")))
             k = _bounded_int(body.get("k", 5), "k", 1, MAX_K)
             metric = body.get("metric", index.metric)
             if metric not in METRICS:
                 raise WorkflowError(f"metric: {metric!r} is not one of {', '.join(METRICS)}")
             if ("vector" in body) + len(images) != 1:
-                raise WorkflowError('give exactly one of "image" or "vector"')
+                raise WorkflowError('give exactly one of "image", "video" or "vector"')
             if "vector" in body:
                 query = query_vector(body["vector"], metric)
                 neighbours = await state.call(index.search, query[None, :], k, metric)
                 results = [{"neighbours": neighbours[0]}]
             else:
                 decoded = await state.decode(decode_inputs, images, limits)
-                results = await state.call(search_by_image, loaded.runner, index, decoded[0].image, k, metric)
+                results = await state.call(search_query, loaded.runner, index, decoded[0], k, metric)
         return answer({"metric": metric, "k": k, "index": {"size": index.size, "version": index.version},
                        "results": results})
 
@@ -354,19 +360,21 @@ async def _multipart_inputs(request: web.Request, limit: int) -> list[RawInput]:
         if name == "text" and not filename:
             raws.append(RawInput(name=f"text[{len(raws)}]", where=where, text=_text(content, where)))
         else:
-            raws.append(RawInput(name=filename or name or f"image[{len(raws)}]", where=where, data=content))
+            raws.append(RawInput(name=filename or name or f"image[{len(raws)}]", where=where, data=content,
+                                 video_rate=DEFAULT_FRAME_RATE if is_video_part(name, filename) else None))
     if not raws:
         raise WorkflowError("the multipart body holds no image or text part")
     return raws
 
 
 async def _multipart_search(request: web.Request, limit: int) -> tuple[dict[str, Any], list[RawInput]]:
-    """The search options and the query image, if any (multipart: fields k/metric plus one image part)."""
+    """The search options and the query image or video, if any (multipart: fields k/metric plus one file part)."""
     body: dict[str, Any] = {}
     images = []
     for position, (name, filename, content) in enumerate(await _multipart_parts(request, limit)):
-        if filename or name == "image":
-            images.append(RawInput(name=filename or "image", where=f"parts[{position}]", data=content))
+        if filename or name in ("image", "video"):
+            images.append(RawInput(name=filename or name, where=f"parts[{position}]", data=content,
+                                   video_rate=DEFAULT_FRAME_RATE if is_video_part(name, filename) else None))
         elif name == "k":
             text = _text(content, "k").strip()
             body["k"] = int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text

@@ -4,7 +4,9 @@ For visual-anomaly-heatmap, `good` and `normal` folders hold the normal images a
 folder one kind of defect. Ground-truth defect masks are optional, MVTec-style:
 ROOT/ground_truth/<concept>/<stem>_mask.png, or ../ground_truth/... beside ROOT (so that MVTec's
 own layout, with ROOT = <category>/train or <category>/test, reads as shipped).
-Hidden entries and files that are not images (by extension) are ignored.
+A video file in a concept's folder is a source of frames of that concept (sampled at
+spec.dataset.videoFrameRate). Hidden entries and files that are neither images nor videos (by
+extension) are ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .. import uris
 from ..errors import DatasetError
 from ..images import IMAGE_EXTENSIONS
 from ..records import ImageRecord
+from ..video import is_video
 from .common import require_known_concept
 
 GROUND_TRUTH_DIR = "ground_truth"
@@ -54,7 +57,8 @@ def read_imagefolder(uri: str, *, anomaly: bool, concepts: Collection[str] | Non
         if not is_dir or concept.startswith(".") or (anomaly and concept == GROUND_TRUTH_DIR):
             continue
         concept_dir = uris.join_uri(root, concept)
-        images = [name for name, name_is_dir in uris.list_dir(concept_dir) if not name_is_dir and _is_image(name)]
+        images = [name for name, name_is_dir in uris.list_dir(concept_dir)
+                  if not name_is_dir and (_is_image(name) or (is_video(name) and not name.startswith(".")))]
         if images:
             require_known_concept(concept, concepts, concept_dir)
         for name in images:
@@ -63,6 +67,6 @@ def read_imagefolder(uri: str, *, anomaly: bool, concepts: Collection[str] | Non
                                        anomaly_mask_uri=masks.get((concept, stem)),
                                        id=f"{concept}/{stem}", source=uris.join_uri(concept_dir, name)))
     if not records:
-        raise DatasetError(root, "no images found in ROOT/<concept>/ folders",
-                           "put each image in a folder named after its concept")
+        raise DatasetError(root, "no images or videos found in ROOT/<concept>/ folders",
+                           "put each image or video in a folder named after its concept")
     return records

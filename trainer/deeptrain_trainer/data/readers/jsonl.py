@@ -8,8 +8,15 @@
                  {"region_info": {"polygon": {"points": [{"row": 0.1, "col": 0.2}, ...]}}, ...},
                  {"region_info": {"mask": {"image": {"uri": "masks/a1.png"}}}, ...}]}   # or "base64"
 
-Coordinates are normalised (row = y, col = x). Image paths are relative to the jsonl file's folder
-unless they are URIs. Blank lines are skipped.
+A video is a line with "video" instead of "image"; its concepts hold for every frame. Without
+"frames", its frames are sampled at spec.dataset.videoFrameRate; with them, the annotated frames
+are the records, each at its time offset in milliseconds and with its own concepts and regions:
+
+    {"id": "v1", "video": "clips/v1.mp4", "concepts": [{"id": "cat"}],
+     "frames": [{"frame_info": {"time": 1500}, "data": {"regions": [...]}}, ...]}
+
+Coordinates are normalised (row = y, col = x). Image and video paths are relative to the jsonl
+file's folder unless they are URIs. Blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Collection
 from typing import Any
 
@@ -24,6 +32,7 @@ from .. import uris
 from ..errors import DatasetError, line_location
 from ..images import ImageLoadStats
 from ..records import Box, ImageRecord, Mask, Point, Record, TextRecord
+from ..video import is_video
 from .common import annotation_file, fraction, require_known_concept
 
 
@@ -135,12 +144,50 @@ def _text_record(entry: dict[str, Any], line_id: str, location: str,
                       id=str(entry.get("id", line_id)), source=location)
 
 
+def _frame_time_ms(frame: Any, location: str) -> int:
+    info = frame.get("frame_info") if isinstance(frame, dict) else None
+    time_ms = info.get("time") if isinstance(info, dict) else None
+    if isinstance(time_ms, bool) or not isinstance(time_ms, int | float) or not math.isfinite(time_ms) or time_ms < 0:
+        raise DatasetError(location, f"every entry of frames needs frame_info.time, a time offset in milliseconds >= 0 "
+                                     f"(got {time_ms!r})", "write {\"frame_info\": {\"time\": 1500}, \"data\": {...}}")
+    return int(round(time_ms))
+
+
+def _video_records(entry: dict[str, Any], line_id: str, base_dir: str, location: str,
+                   allowed: Collection[str] | None) -> list[ImageRecord]:
+    video = entry.get("video", entry.get("image"))  # an "image" naming a video file is read as one
+    if not isinstance(video, str) or not video:
+        raise DatasetError(location, "\"video\" must be a path relative to this file, or a URI")
+    uri = uris.join_uri(base_dir, video)
+    positives, negatives = _concepts(entry.get("concepts", []), "concepts", location, allowed)
+    record_id = str(entry.get("id", line_id))
+    frames = entry.get("frames")
+    if frames is None:
+        return [ImageRecord(uri=uri, concepts=positives, negative_concepts=negatives, id=record_id, source=location)]
+    if not isinstance(frames, list) or not frames:
+        raise DatasetError(location, "frames must be a non-empty list of {\"frame_info\": {\"time\": ms}, \"data\": {...}}",
+                           "or leave it out to sample the whole video")
+    records = []
+    for frame in frames:
+        time_ms = _frame_time_ms(frame, location)
+        data = frame.get("data") or {}
+        if not isinstance(data, dict):
+            raise DatasetError(location, "a frame's data must be an object with concepts and regions")
+        frame_positives, frame_negatives = _concepts(data.get("concepts", []), "frame data.concepts", location, allowed)
+        parts: dict[str, list[Any]] = {"boxes": [], "box_concepts": [], "masks": [], "mask_concepts": []}
+        _add_regions(data.get("regions", []), base_dir, location, allowed, parts)
+        records.append(ImageRecord(uri=uri, concepts=list(dict.fromkeys(positives + frame_positives)),
+                                   negative_concepts=list(dict.fromkeys(negatives + frame_negatives)),
+                                   frame_time_ms=time_ms, id=f"{record_id}@{time_ms}", source=location, **parts))
+    return records
+
+
 def _image_record(entry: dict[str, Any], line_id: str, base_dir: str, location: str,
                   allowed: Collection[str] | None) -> ImageRecord:
     image = entry.get("image")
     if not isinstance(image, str) or not image:
-        raise DatasetError(location, "missing \"image\" (a path relative to this file, or a URI)",
-                           "image model types need {\"image\": ...} on every line")
+        raise DatasetError(location, "missing \"image\" or \"video\" (a path relative to this file, or a URI)",
+                           "image model types need {\"image\": ...} or {\"video\": ...} on every line")
     positives, negatives = _concepts(entry.get("concepts", []), "concepts", location, allowed)
     parts: dict[str, list[Any]] = {"boxes": [], "box_concepts": [], "masks": [], "mask_concepts": []}
     _add_regions(entry.get("regions", []), base_dir, location, allowed, parts)
@@ -165,8 +212,12 @@ def read_jsonl(uri: str, *, text_input: bool, concepts: Collection[str] | None,
         line_id = f"line-{number}"
         try:
             entry = _parse_line(line, location)
-            records.append(_text_record(entry, line_id, location, concepts) if text_input
-                           else _image_record(entry, line_id, base_dir, location, concepts))
+            if text_input:
+                records.append(_text_record(entry, line_id, location, concepts))
+            elif "video" in entry or is_video(str(entry.get("image", ""))):
+                records.extend(_video_records(entry, line_id, base_dir, location, concepts))
+            else:
+                records.append(_image_record(entry, line_id, base_dir, location, concepts))
         except DatasetError as error:
             if skipped is None:
                 raise
