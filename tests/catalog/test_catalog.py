@@ -17,7 +17,9 @@ def test_every_documented_hyperparameter_is_typed_with_a_range_or_choice():
         "image_size", "init_epochs", "logreg", "lrate", "num_epochs", "num_items_per_epoch", "per_128_lrate",
         "per_item_lrate", "step_epochs", "test_freq", "use_perclass_regression",
     }
-    assert set(catalog.HYPERPARAMETERS) == documented
+    # deeptrain's own, for multi-process training: gradient clipping and the SyncBatchNorm rule.
+    own = {"gradient_clip_norm", "sync_batch_norm_below"}
+    assert set(catalog.HYPERPARAMETERS) == documented | own
     for hp in catalog.HYPERPARAMETERS.values():
         assert hp.description
         if hp.type != "boolean":
