@@ -36,15 +36,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash hack/install-helm.sh
-	$(BIN)/ruff check operator trainer tests
+	$(BIN)/ruff check api operator trainer cli tests
 	$(BIN)/pytest -q
 
 crds: $(STAMP)
-	$(BIN)/python -m deeptrain_operator.api.crdgen --write crds
+	$(BIN)/python -m deeptrain_api.crdgen --write crds
 	cp crds/*.yaml charts/deeptrain-operator/crds/
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator trainer tests
+	$(BIN)/ruff check api operator trainer cli tests
 
 clean-demo:
 	rm -rf data/digits data/digits-holdout runs/visual-classifier

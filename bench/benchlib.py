@@ -37,9 +37,9 @@ def pin_threads(threads: int = 1) -> None:
 
 
 def trainer_env(**extra: str) -> dict[str, str]:
-    """Env for a child process that runs project code: both source roots importable, one thread."""
+    """Env for a child process that runs project code: every source root importable, one thread."""
     env = dict(os.environ)
-    roots = [str(REPO_ROOT / "trainer"), str(REPO_ROOT / "operator"), str(BENCH_DIR)]
+    roots = [str(REPO_ROOT / root) for root in ("api", "operator", "trainer", "cli")] + [str(BENCH_DIR)]
     if env.get("PYTHONPATH"):
         roots.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(roots)

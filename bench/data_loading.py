@@ -82,7 +82,7 @@ def training_records(folder: Path, image_size: int) -> tuple[list[Any], list[str
 
 
 def ours(records: list[Any], concepts: list[str], image_size: int, batch: int, workers: int, epoch: int) -> float:
-    from deeptrain_trainer import catalog
+    from deeptrain_api import catalog
     from deeptrain_trainer.data import EpochSampler, build_dataset, collate_fn
     from torch.utils.data import DataLoader
 
@@ -123,8 +123,8 @@ class ModelStep:
 
     def __init__(self, template: str, width: float, depth: float, image_size: int, batch: int, classes: int) -> None:
         import torch
-        from deeptrain_trainer import catalog
-        from deeptrain_trainer.contract import TemplateScale
+        from deeptrain_api import catalog
+        from deeptrain_api.trainer_contract import TemplateScale
         from deeptrain_trainer.models.registry import build_model
 
         self.model = build_model(catalog.VISUAL_CLASSIFIER, template, num_classes=classes, image_size=image_size,

@@ -66,8 +66,8 @@ def dataset(name: str, limit: int) -> tuple[Path, str]:
 
 
 def config(case: Case, output: Path, data: Path, data_format: str, *, epochs: int, seed: int) -> Any:
-    from deeptrain_trainer import catalog
-    from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+    from deeptrain_api import catalog
+    from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 
     hyperparameters = catalog.resolve_hyperparameters(case.model_type, {
         **case.hyperparameters, "num_epochs": epochs, "init_epochs": epochs, "test_freq": epochs})

@@ -70,8 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build(model_type: str, template: str, image_size: int, batch: int, bf16: bool) -> tuple[Any, Any, Any, Any]:
     import torch
-    from deeptrain_trainer import catalog
-    from deeptrain_trainer.contract import TemplateScale
+    from deeptrain_api import catalog
+    from deeptrain_api.trainer_contract import TemplateScale
     from deeptrain_trainer.models.registry import build_model
 
     num_classes = 10
@@ -140,7 +140,7 @@ def peak_tflops(args: argparse.Namespace) -> tuple[float | None, str]:
 
 
 def describe(args: argparse.Namespace) -> int:
-    from deeptrain_trainer import catalog
+    from deeptrain_api import catalog
 
     print_table(simple_table("bench/gpu_throughput.py --gpu would measure (not run: no --gpu)",
                              ["template", "model type", "image size", "batch", "arms"],
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.gpu:
         return describe(args)
     import torch
-    from deeptrain_trainer import catalog
+    from deeptrain_api import catalog
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: no CUDA device is visible")

@@ -37,8 +37,8 @@ def measure(case: str, width: float, depth: float) -> dict[str, float]:
     import psutil
     import torch
 
-    from deeptrain_trainer import catalog
-    from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+    from deeptrain_api import catalog
+    from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
     from deeptrain_trainer.memory import estimate_training_memory
     from deeptrain_trainer.optim import build_optimizer
     from deeptrain_trainer.tasks import task_for

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
-    from deeptrain_trainer.contract import load_config
+    from deeptrain_api.trainer_contract import load_config
     from deeptrain_trainer.models.registry import build_model
     from torch.nn.parallel import DistributedDataParallel
     from trainer_setup import load_image_tensors

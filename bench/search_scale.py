@@ -75,7 +75,7 @@ def rows_of(vectors: np.ndarray, start: int, stop: int):
 
 def build(store: str, vectors: np.ndarray, workdir: Path) -> tuple[str, float]:
     """Add every row to a new index of `store` and commit; (its location, seconds)."""
-    from deeptrain_trainer.workflow.contract import ENV_MILVUS_URI
+    from deeptrain_api.workflow_contract import ENV_MILVUS_URI
     from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
     from deeptrain_trainer.workflow.index import IndexMeta
     from deeptrain_trainer.workflow.milvus_store import MilvusIndex

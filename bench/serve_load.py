@@ -52,7 +52,7 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(REPO_ROOT))
 from tests.workflow.conftest import write_untrained_model  # noqa: E402
 
-from deeptrain_trainer import catalog  # noqa: E402
+from deeptrain_api import catalog  # noqa: E402
 from deeptrain_trainer.workflow.limits import ServeLimits  # noqa: E402
 
 HEALTH_P99_GOAL_SECONDS = 1.0

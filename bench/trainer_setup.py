@@ -41,8 +41,8 @@ def classifier_config(output: Path, dataset: Path, *, template: str, batch_size:
                       width: float = SMALL_WIDTH, depth: float = SMALL_DEPTH, validation_fraction: float = 0.1,
                       seed: int = 0) -> Any:
     """A visual-classifier TrainerConfig, exactly what the operator would render into job.json."""
-    from deeptrain_trainer import catalog
-    from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+    from deeptrain_api import catalog
+    from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 
     hyperparameters = catalog.resolve_hyperparameters(catalog.VISUAL_CLASSIFIER, {
         "batch_size": batch_size, "image_size": image_size, "num_epochs": num_epochs,

@@ -110,9 +110,9 @@ def untrained_classifier(image_size: int) -> Path:
     """A visual-classifier model directory with fresh weights: throughput does not depend on training."""
     import torch
 
-    from deeptrain_trainer import catalog
+    from deeptrain_api import catalog
     from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
-    from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+    from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
     from deeptrain_trainer.tasks import task_for
     from deeptrain_trainer.tasks.base import ModelSpec
 

@@ -10,14 +10,14 @@ import hashlib
 import json
 from typing import Any
 
-from deeptrain_trainer import contract
-from deeptrain_trainer.contract import TrainerConfig
+from deeptrain_api import DeepTrainingJob
+from deeptrain_api import trainer_contract as contract
+from deeptrain_api.processes import gpu_resources, nproc_per_node, pod_resources
+from deeptrain_api.trainer_contract import TrainerConfig
+from deeptrain_api.volumes import claim_of
 
 from . import constants as c
-from .api import DeepTrainingJob
-from .api.processes import gpu_resources, nproc_per_node, pod_resources
 from .settings import Settings
-from .volumes import claim_of
 
 Manifest = dict[str, Any]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from deeptrain_trainer import contract
+from deeptrain_api import trainer_contract as contract
 
 GROUP: Final = "deeptrain.dev"
 VERSION: Final = "v1alpha1"

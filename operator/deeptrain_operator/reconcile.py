@@ -17,14 +17,15 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from deeptrain_trainer import contract
+from deeptrain_api import DeepTrainingJob
+from deeptrain_api import trainer_contract as contract
+from deeptrain_api.checks import unknown_hyperparameters, validate_job
+from deeptrain_api.job import DeepTrainingJobStatus
+from deeptrain_api.trainer_config import TrainerConfigError, build_trainer_config
 
 from . import builders, events, metrics
 from . import constants as c
 from . import kube as k
-from .api import DeepTrainingJob
-from .api.checks import unknown_hyperparameters, validate_job
-from .api.job import DeepTrainingJobStatus
 from .children import contains, controlled_by
 from .settings import Settings
 from .status import (
@@ -42,7 +43,6 @@ from .status import (
     remaining_deadline,
     stale_children,
 )
-from .trainer_config import TrainerConfigError, build_trainer_config
 
 Manifest = dict[str, Any]
 Logger = logging.Logger | logging.LoggerAdapter  # type: ignore[type-arg]

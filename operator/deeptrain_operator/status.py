@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from deeptrain_trainer import catalog, contract
+from deeptrain_api import DeepTrainingJob, catalog
+from deeptrain_api import trainer_contract as contract
 
 from . import constants as c
-from .api import DeepTrainingJob
 from .builders import spec_hash
 from .conditions import Conditions, format_time
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deeptrain_operator.api import manifests, structural
-from deeptrain_operator.api.crdgen import schema_for
-from deeptrain_operator.api.manifests import ManifestError, load_job, load_objects
+from deeptrain_api import manifests, structural
+from deeptrain_api.crdgen import schema_for
+from deeptrain_api.manifests import ManifestError, load_job, load_objects
 
 from .manifest_files import (
     FIXTURES,
@@ -268,7 +268,7 @@ def test_load_objects_applies_the_operator_checks(tmp_path: Path) -> None:
 def test_deeptrain_validate_command_names_the_field_and_fails() -> None:
     from typer.testing import CliRunner
 
-    from deeptrain_operator.cli import app
+    from deeptrain_cli.main import app
 
     broken = INVALID / "template-not-offered.yaml"
     result = CliRunner().invoke(app, ["validate", str(FIXTURES / "workflow.yaml"), str(broken)])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from deeptrain_operator.api import DeepTrainingJob, Workflow, structural
-from deeptrain_operator.api.checks import validate_job
-from deeptrain_operator.api.crdgen import schema_for
+from deeptrain_api import DeepTrainingJob, Workflow, structural
+from deeptrain_api.checks import validate_job
+from deeptrain_api.crdgen import schema_for
 
 from .manifest_files import VALID_FILES, documents, minimal_job
 

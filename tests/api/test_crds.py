@@ -9,13 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from deeptrain_operator.api import cel, crdgen
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog, cel, crdgen
 
 from .manifest_files import REPO
 
 CRD_DIR = REPO / "crds"
-REGENERATE = "python -m deeptrain_operator.api.crdgen --write crds"
+REGENERATE = "python -m deeptrain_api.crdgen --write crds"
 
 
 def _schemas() -> dict[str, dict[str, Any]]:
@@ -48,7 +47,7 @@ def test_render_crds_is_the_concatenation_of_the_files() -> None:
 
 
 def test_crds_command_prints_the_crds() -> None:
-    result = subprocess.run([sys.executable, "-m", "deeptrain_operator.api.crdgen"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "deeptrain_api.crdgen"], capture_output=True, text=True,
                             check=True)
     assert result.stdout == crdgen.render_crds()
 

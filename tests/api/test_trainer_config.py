@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deeptrain_operator.api import DeepTrainingJob
-from deeptrain_operator.trainer_config import TrainerConfigError, build_trainer_config
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import load_config
+from deeptrain_api import DeepTrainingJob, catalog
+from deeptrain_api.trainer_config import TrainerConfigError, build_trainer_config
+from deeptrain_api.trainer_contract import load_config
 
 from .manifest_files import minimal_job
 

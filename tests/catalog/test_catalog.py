@@ -2,8 +2,8 @@
 
 import pytest
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import (
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import (
     TERMINATION_MESSAGE_LIMIT,
     ModelSummary,
     TerminationMessage,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from deeptrain_api import manifests
+from deeptrain_api.trainer_config import build_trainer_config
 from deeptrain_operator import builders as operator_builders
-from deeptrain_operator.api import manifests
 from deeptrain_operator.settings import Settings
-from deeptrain_operator.trainer_config import build_trainer_config
 
 CPU_JOB: dict[str, Any] = {
     "apiVersion": "deeptrain.dev/v1alpha1",

@@ -255,9 +255,9 @@ def test_serving_network_policy_is_opt_in(default_docs):
 
 
 def test_serving_network_policy_guards_the_operator_s_serving_pods_in_each_watched_namespace(custom_docs):
-    from deeptrain_operator.api.workflow import Workflow
+    from deeptrain_api.workflow import Workflow
+    from deeptrain_api.workflow_contract import SERVE_PORT
     from deeptrain_operator.workflows.builders import build_deployment
-    from deeptrain_trainer.workflow.contract import SERVE_PORT
 
     policies = find(custom_docs, "NetworkPolicy")
     assert sorted(p["metadata"]["namespace"] for p in policies) == CUSTOM_VALUES["operator"]["watchNamespaces"]

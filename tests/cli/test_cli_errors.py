@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from deeptrain_operator.cli import app
-from deeptrain_operator.cli_errors import EXIT_INPUT, EXIT_INTERNAL
+from deeptrain_cli.errors import EXIT_INPUT, EXIT_INTERNAL
+from deeptrain_cli.main import app
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -50,9 +50,9 @@ def one_error_line(result) -> str:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deeptrain_trainer import catalog
+    from deeptrain_api import catalog
+    from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
     from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
-    from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
     from deeptrain_trainer.tasks import task_for
     from deeptrain_trainer.tasks.base import ModelSpec
 
@@ -180,7 +180,7 @@ def test_usage_errors_are_the_parsers_with_exit_code_2():
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch):
-    import deeptrain_operator.reference as reference
+    import deeptrain_cli.reference as reference
 
     def broken() -> str:
         raise RuntimeError("boom")
@@ -197,7 +197,7 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     """The real entry point (not the test runner): stderr is the one line, the exit code the documented one."""
     manifest = tmp_path / "job.yaml"
     manifest.write_text(JOB.replace("lrate: 0.01", "lrate: .nan"))
-    finished = subprocess.run([sys.executable, "-m", "deeptrain_operator.cli", "validate", str(manifest)],
+    finished = subprocess.run([sys.executable, "-m", "deeptrain_cli.main", "validate", str(manifest)],
                               capture_output=True, text=True, timeout=60)
     assert finished.returncode == EXIT_INPUT
     assert finished.stderr.strip() == f"{manifest}: spec.hyperparameters.lrate: nan is not a number; give a finite number"

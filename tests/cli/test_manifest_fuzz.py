@@ -16,8 +16,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from deeptrain_operator.api.manifests import ManifestError, admit, load_objects
-from deeptrain_operator.api.yaml_safety import MAX_MANIFEST_BYTES
+from deeptrain_api.manifests import ManifestError, admit, load_objects
+from deeptrain_api.yaml_safety import MAX_MANIFEST_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = yaml.safe_load((ROOT / "examples" / "visual-classifier.yaml").read_text())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deeptrain_operator.cli import app
+from deeptrain_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = sorted((ROOT / "tests" / "manifests" / "invalid").glob("*.yaml"))

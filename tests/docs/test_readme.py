@@ -8,8 +8,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from deeptrain_operator.api.common import GROUP
-from deeptrain_operator.reference import BEGIN_MARKER, END_MARKER, catalog_markdown
+from deeptrain_api.common import GROUP
+from deeptrain_cli.reference import BEGIN_MARKER, END_MARKER, catalog_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))

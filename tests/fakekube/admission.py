@@ -1,6 +1,6 @@
 """Admission of custom resources: the CRD's structural schema, judged by deeptrain's own admission module.
 
-`deeptrain_operator.api.structural` does what the apiserver does (pruning, defaulting, OpenAPI and CEL
+`deeptrain_api.structural` does what the apiserver does (pruning, defaulting, OpenAPI and CEL
 validation); this module puts its findings in the apiserver's 422 shape and applies the request's
 field validation (Strict, Warn, Ignore) to the fields pruning would drop.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from deeptrain_operator.api import structural
+from deeptrain_api import structural
 
 from .errors import bad_request, invalid
 from .resources import ResourceType

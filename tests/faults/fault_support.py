@@ -17,7 +17,7 @@ import psutil
 import pytest
 from operator_integration import API_VERSION, KIND
 
-from deeptrain_trainer.contract import ModelSummary, TerminationMessage
+from deeptrain_api.trainer_contract import ModelSummary, TerminationMessage
 from harness import KubeApiError, KubeClient
 
 JOB_NAME_LABEL = "deeptrain.dev/job-name"

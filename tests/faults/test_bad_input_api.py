@@ -22,8 +22,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from deeptrain_operator.api import DeepTrainingJob, structural
-from deeptrain_trainer import catalog
+from deeptrain_api import DeepTrainingJob, catalog, structural
 
 pytestmark = pytest.mark.faults
 

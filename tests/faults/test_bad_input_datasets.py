@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from deeptrain_trainer.contract import TrainerConfig
+from deeptrain_api.trainer_contract import TrainerConfig
 
 pytestmark = pytest.mark.faults
 
 RUN_TIMEOUT_SECONDS = 300
-RUN_LOCAL = ("import sys; from pathlib import Path; from deeptrain_trainer.contract import load_config; "
+RUN_LOCAL = ("import sys; from pathlib import Path; from deeptrain_api.trainer_contract import load_config; "
              "from deeptrain_trainer.launcher import run_local; "
              "sys.exit(run_local(load_config(Path(sys.argv[1]).read_text()), 2))")
 

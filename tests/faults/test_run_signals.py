@@ -58,7 +58,7 @@ def start_run(dataset: Path, work: Path) -> tuple[subprocess.Popen, Path, Path]:
            "OMP_NUM_THREADS": "1", "DEEPTRAIN_REPORT": "none", "COLUMNS": "400"}
     with open(log, "w") as handle:
         # Its own session, as a shell job is: the signals below reach the CLI alone.
-        process = subprocess.Popen([sys.executable, "-m", "deeptrain_operator.cli", "run", str(manifest)],
+        process = subprocess.Popen([sys.executable, "-m", "deeptrain_cli.main", "run", str(manifest)],
                                    stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     return process, output, log
 

@@ -79,7 +79,7 @@ def test_every_job_condition_and_phase_has_a_fixture():
 
 def test_fixtures_are_objects_the_api_admits():
     # Fixtures shaped like nothing the operator writes would test nothing.
-    from deeptrain_operator.api import manifests
+    from deeptrain_api import manifests
     for _, _, _, obj in ALL_CASES:
         manifests.admit(copy.deepcopy(obj))
 

@@ -246,7 +246,7 @@ def test_operator_imports_with_only_the_operator_image_dependencies():
         importlib.util.find_spec = lambda name, package=None: (
             None if name.partition(".")[0] in HIDDEN else real_find_spec(name, package))
         import deeptrain_operator
-        names = ["deeptrain_operator", "deeptrain_operator.cli"] + [
+        names = ["deeptrain_operator", "deeptrain_cli.main"] + [
             m.name for m in pkgutil.walk_packages(deeptrain_operator.__path__, "deeptrain_operator.")
             if m.name.rpartition(".")[2] != "__main__"  # running it would start the operator
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from operator_samples import make_job
 
-from deeptrain_operator.api import DeepTrainingJob
+from deeptrain_api import DeepTrainingJob
 from deeptrain_operator.settings import Settings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from deeptrain_operator.api import DeepTrainingJob
-from deeptrain_operator.trainer_config import build_trainer_config
+from deeptrain_api import DeepTrainingJob
+from deeptrain_api.trainer_config import build_trainer_config
 
 BASE_SPEC: dict[str, Any] = {
     "modelType": "visual-classifier",

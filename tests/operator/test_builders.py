@@ -7,10 +7,10 @@ from typing import Any
 
 from operator_samples import config_of, make_job
 
+from deeptrain_api import processes
+from deeptrain_api import trainer_contract as contract
 from deeptrain_operator import builders
-from deeptrain_operator.api import processes
 from deeptrain_operator.settings import Settings
-from deeptrain_trainer import contract
 
 
 def trainer_job(job: Any, settings: Settings, attempt: int = 1, deadline: int | None = None,

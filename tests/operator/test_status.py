@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from operator_samples import make_job
 
+from deeptrain_api.trainer_contract import ModelSummary, TerminationMessage
 from deeptrain_operator import builders
 from deeptrain_operator.events import transition_events
 from deeptrain_operator.status import BaseModelState, Observed, compute_status, format_time
-from deeptrain_trainer.contract import ModelSummary, TerminationMessage
 
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="0123456789ab", concepts=["boot", "sandal"],

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 
 # The trainer tests share two cores with everything else on the machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from deeptrain_trainer.data import (
     ImageRecord,
     Mask,

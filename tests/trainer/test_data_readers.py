@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from deeptrain_trainer.data import DatasetError, ImageRecord, TextRecord, read_records
 
 

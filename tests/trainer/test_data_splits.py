@@ -10,8 +10,8 @@ import fsspec
 import pytest
 from PIL import Image
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TrainerConfig
 from deeptrain_trainer.data import DatasetError, load_splits
 from deeptrain_trainer.data.records import TextRecord
 from deeptrain_trainer.data.splits import split_by_fraction
@@ -194,7 +194,7 @@ def test_the_failure_line_keeps_bracketed_fixes(tmp_path: Path) -> None:
 
     from rich.console import Console
 
-    from deeptrain_trainer.contract import TerminationMessage
+    from deeptrain_api.trainer_contract import TerminationMessage
     from deeptrain_trainer.launcher import print_failure
 
     out = text_io.StringIO()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TrainerConfig
 from deeptrain_trainer.data import load_splits
 from deeptrain_trainer.datasets import DATASETS, make_dataset
 

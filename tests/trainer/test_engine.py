@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from deeptrain_trainer.checkpoint import load_checkpoint, save_checkpoint
 from deeptrain_trainer.engine import is_evaluation_epoch, steps_per_epoch
 from deeptrain_trainer.errors import ConfigError

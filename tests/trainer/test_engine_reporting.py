@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from deeptrain_trainer.contract import ExitCode
+from deeptrain_api.trainer_contract import ExitCode
 from deeptrain_trainer.data import DatasetError
 from deeptrain_trainer.errors import ConfigError, OutputError, termination_for
 from deeptrain_trainer.reporting import KubernetesReporter, Reporter, progress_payload

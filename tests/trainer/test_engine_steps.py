@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from deeptrain_trainer.distributed import DistributedContext, wants_sync_batch_norm
 from deeptrain_trainer.engine import Trainer
 from deeptrain_trainer.errors import NonFiniteLoss, termination_for

@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import ExitCode
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import ExitCode
 from deeptrain_trainer.errors import InsufficientMemory, termination_for
 from deeptrain_trainer.memory import GIB, MemoryEstimate, check_memory, estimate_training_memory
 from deeptrain_trainer.tasks import task_for

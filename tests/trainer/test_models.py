@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from deeptrain_trainer import catalog  # noqa: E402
-from deeptrain_trainer.contract import TemplateScale  # noqa: E402
+from deeptrain_api import catalog  # noqa: E402
+from deeptrain_api.trainer_contract import TemplateScale  # noqa: E402
 from deeptrain_trainer.models import (  # noqa: E402
     BACKBONES,
     ImageClassifier,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from deeptrain_trainer.data import DatasetError, read_records
 from deeptrain_trainer.data.images import check_images
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from safetensors.torch import load_file
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import TemplateScale, TrainerConfig
 from deeptrain_trainer.artifacts import sha256_file
-from deeptrain_trainer.contract import TemplateScale, TrainerConfig
 from deeptrain_trainer.inference import load_model
 
 pytestmark = pytest.mark.torchrun

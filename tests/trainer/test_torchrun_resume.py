@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from torchrun_support import WAIT_SECONDS, history, start, wait_for, worker_pid
 
-from deeptrain_trainer.contract import TrainerConfig
+from deeptrain_api.trainer_contract import TrainerConfig
 
 pytestmark = pytest.mark.torchrun
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from deeptrain_trainer.contract import TrainerConfig
+from deeptrain_api.trainer_contract import TrainerConfig
 
 WAIT_SECONDS = 300
 

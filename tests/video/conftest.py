@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from workflow.conftest import TEMPLATES, write_untrained_model
 
 VISUAL_TEMPLATES = {**TEMPLATES, catalog.VISUAL_SEGMENTER: "ResNext", catalog.VISUAL_ANOMALY_HEATMAP: "Reconstruction"}

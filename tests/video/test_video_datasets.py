@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deeptrain_operator.api.manifests import ManifestError, load_job
-from deeptrain_operator.trainer_config import build_trainer_config
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.manifests import ManifestError, load_job
+from deeptrain_api.trainer_config import build_trainer_config
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.data import DatasetError, build_dataset, load_splits
 from deeptrain_trainer.data.images import load_record_image
 from deeptrain_trainer.data.video_records import video_of

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deeptrain_operator.cli import app
-from deeptrain_operator.cli_errors import EXIT_INPUT
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
+from deeptrain_cli.errors import EXIT_INPUT
+from deeptrain_cli.main import app
 from deeptrain_trainer.data import video as video_module
 from deeptrain_trainer.data.video import sample_frames
 from deeptrain_trainer.inference import BATCH_SIZE, load_model

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.data.splits import load_splits
 from deeptrain_trainer.datasets.video import write_digits_video
 from deeptrain_trainer.inference import load_model

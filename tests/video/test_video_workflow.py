@@ -11,8 +11,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from deeptrain_operator.cli import app
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
+from deeptrain_cli.main import app
 from deeptrain_trainer.data.video import sample_frames
 from deeptrain_trainer.data.video_writer import VideoWriter
 from deeptrain_trainer.datasets.video import write_digits_video

@@ -18,10 +18,10 @@ import torch
 from aiohttp import web
 from PIL import Image
 
-from deeptrain_operator.api.workflow import Workflow
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_api.workflow import Workflow
 from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from deeptrain_trainer.tasks import task_for
 from deeptrain_trainer.tasks.base import ModelSpec
 from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
@@ -73,7 +73,7 @@ def milvus_lite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Milvus Lite in this test's folder (the client starts it on first use), stopped when the test ends."""
     from milvus_lite.server_manager import server_manager_instance
 
-    from deeptrain_trainer.workflow.contract import ENV_MILVUS_URI
+    from deeptrain_api.workflow_contract import ENV_MILVUS_URI
 
     monkeypatch.setenv(ENV_MILVUS_URI, str(tmp_path / "milvus.db"))
     yield tmp_path / "milvus.db"

@@ -25,9 +25,9 @@ from aiohttp import web
 from PIL import Image
 from typer.testing import CliRunner
 
-from deeptrain_operator.cli import app as cli
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+from deeptrain_cli.main import app as cli
 from deeptrain_trainer.datasets import make_dataset
 from deeptrain_trainer.launcher import run_local
 from deeptrain_trainer.workflow.commands import index_dataset, open_runner

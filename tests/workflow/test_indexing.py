@@ -10,7 +10,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 from deeptrain_trainer.workflow import commands, indexing
 from deeptrain_trainer.workflow.commands import index_dataset, open_runner, prune_index
 from deeptrain_trainer.workflow.errors import WorkflowError

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from deeptrain_trainer.workflow.contract import ENV_MILVUS_URI
+from deeptrain_api.workflow_contract import ENV_MILVUS_URI
 from deeptrain_trainer.workflow.embedded_store import EmbeddedIndex
 from deeptrain_trainer.workflow.errors import WorkflowError
 from deeptrain_trainer.workflow.index import IndexMeta, Metric, Rows, SearchIndex

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from deeptrain_operator.api.workflow import Workflow
+from deeptrain_api.workflow import Workflow
 from deeptrain_operator.settings import Settings
 from deeptrain_operator.workflows import builders
 from deeptrain_operator.workflows.status import ModelState, WorkflowObserved, compute_workflow_status

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from deeptrain_trainer.contract import ModelSummary, TerminationMessage
-from deeptrain_trainer.workflow.contract import index_termination_message
+from deeptrain_api.trainer_contract import ModelSummary, TerminationMessage
+from deeptrain_api.workflow_contract import index_termination_message
 from harness import assert_condition, find_condition, wait_for_condition
 
 API_VERSION = "deeptrain.dev/v1alpha1"

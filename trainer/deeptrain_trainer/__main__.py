@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 
-from .contract import ENV_CONFIG
+from deeptrain_api.trainer_contract import ENV_CONFIG
+
 from .lifeline import die_with_parent
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from .contract import MODEL_CARD, MODEL_FORMAT, MODEL_WEIGHTS, ModelSummary
+from deeptrain_api.trainer_contract import MODEL_CARD, MODEL_FORMAT, MODEL_WEIGHTS, ModelSummary
+
 from .errors import OutputError
 from .metrics.definitions import definitions_of
 

@@ -37,7 +37,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 
-from . import catalog
+from deeptrain_api import catalog
+from deeptrain_api.catalog import NON_FINITE_STEPS_LIMIT
+from deeptrain_api.trainer_contract import (
+    CHECKPOINT_DIR,
+    METRICS_HISTORY,
+    PLOTS_DIR,
+    TENSORBOARD_DIR,
+    ModelSummary,
+    TerminationMessage,
+    TrainerConfig,
+    load_config,
+)
+
 from .artifacts import (
     MetricsHistory,
     OutputDir,
@@ -47,7 +59,6 @@ from .artifacts import (
     weights_path,
     write_model,
 )
-from .catalog import NON_FINITE_STEPS_LIMIT
 from .checkpoint import (
     ResumeState,
     config_hash,
@@ -56,16 +67,6 @@ from .checkpoint import (
     run_hash,
     save_checkpoint,
     why_not_resume,
-)
-from .contract import (
-    CHECKPOINT_DIR,
-    METRICS_HISTORY,
-    PLOTS_DIR,
-    TENSORBOARD_DIR,
-    ModelSummary,
-    TerminationMessage,
-    TrainerConfig,
-    load_config,
 )
 from .distributed import (
     DistributedContext,

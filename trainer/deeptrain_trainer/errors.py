@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 
-from .contract import PERMANENT_FAILURE_REASONS, ExitCode, TerminationMessage
+from deeptrain_api.trainer_contract import PERMANENT_FAILURE_REASONS, ExitCode, TerminationMessage
 
 
 class TrainerError(Exception):

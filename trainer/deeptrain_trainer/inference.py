@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from deeptrain_api.trainer_contract import MODEL_CARD, MODEL_WEIGHTS
+
 from .artifacts import read_model_card, sha256_file, weights_path
-from .contract import MODEL_CARD, MODEL_WEIGHTS
 from .data.video import DEFAULT_FRAME_RATE, is_video
 from .tasks import task_for
 from .tasks.base import ModelSpec, Task

@@ -24,8 +24,7 @@ from types import FrameType
 from rich.console import Console
 from rich.table import Table
 
-from .artifacts import OutputDir, write_json
-from .contract import (
+from deeptrain_api.trainer_contract import (
     CONFIG_FILENAME,
     ENV_LAUNCHER_PID,
     ENV_REPORT,
@@ -38,6 +37,8 @@ from .contract import (
     TrainerConfig,
     parse_termination_message,
 )
+
+from .artifacts import OutputDir, write_json
 from .lifeline import kill_tree, process_tree
 
 MAX_RESTARTS = 3

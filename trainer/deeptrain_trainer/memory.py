@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .contract import ENV_JOB_NAME
+from deeptrain_api.trainer_contract import ENV_JOB_NAME
+
 from .errors import InsufficientMemory
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from . import catalog
+from deeptrain_api import catalog
+
 from .errors import ConfigError
 
 OptimizerKind = Literal["sgd", "adamw"]

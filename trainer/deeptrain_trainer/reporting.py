@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .contract import (
+from deeptrain_api.trainer_contract import (
     DEFAULT_TERMINATION_LOG,
     ENV_API_SERVER,
     ENV_JOB_NAME,

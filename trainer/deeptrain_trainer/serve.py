@@ -24,7 +24,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .workflow import contract, limits
+from deeptrain_api import workflow_contract as contract
+
+from .workflow import limits
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,8 @@ import signal
 import sys
 import traceback
 
-from .contract import ENV_LAUNCHER_PID
+from deeptrain_api.trainer_contract import ENV_LAUNCHER_PID
+
 from .lifeline import die_with_parent
 
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
 
-from . import catalog
+from deeptrain_api import catalog
+
 from .data.video import (
     DEFAULT_FRAME_RATE,
     Frame,

@@ -17,13 +17,13 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from deeptrain_trainer.contract import DEFAULT_TERMINATION_LOG, ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
-from deeptrain_trainer.workflow import contract as pod
+from deeptrain_api import workflow_contract as pod
+from deeptrain_api.trainer_contract import DEFAULT_TERMINATION_LOG, ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
+from deeptrain_api.volumes import claim_and_path
+from deeptrain_api.workflow import Workflow
 
 from .. import constants as c
-from ..api.workflow import Workflow
 from ..settings import Settings
-from ..volumes import claim_and_path
 
 Manifest = dict[str, Any]
 PinnedNode = dict[str, Any]  # status.nodes[] entry: {id, deepTrainingJob?, modelUri, version}

@@ -16,12 +16,12 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
+from deeptrain_api.workflow import Workflow, WorkflowStatus
 
 from .. import constants as c
 from .. import events
 from .. import kube as k
-from ..api.workflow import Workflow, WorkflowStatus
 from ..children import contains, controlled_by
 from ..conditions import Conditions, format_time
 from ..settings import Settings

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from deeptrain_trainer.workflow.contract import MILVUS_SCHEME, parse_index_termination_message
+from deeptrain_api.workflow import Workflow
+from deeptrain_api.workflow_contract import MILVUS_SCHEME, parse_index_termination_message
 
 from .. import constants as c
-from ..api.workflow import Workflow
 from ..conditions import Conditions
 from .builders import endpoint
 

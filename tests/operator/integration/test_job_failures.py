@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from operator_integration import API_VERSION, KIND, job_manifest, racing_the_operator
 
-from deeptrain_trainer.contract import ExitCode, ModelSummary, TerminationMessage
+from deeptrain_api.trainer_contract import ExitCode, ModelSummary, TerminationMessage
 
 MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="abcdefabcdef", concepts=["boot"],
                      metrics={"accuracy": 0.9}, checksum="sha256:" + "1" * 64)

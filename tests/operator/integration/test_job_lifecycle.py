@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from operator_integration import API_VERSION, KIND, job_manifest
 
-from deeptrain_trainer.contract import ModelSummary, TerminationMessage
+from deeptrain_api.trainer_contract import ModelSummary, TerminationMessage
 from harness import assert_condition
 
 MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="0123456789ab", concepts=["boot", "sandal"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from operator_integration import API_VERSION, KIND, job_manifest
 
-from deeptrain_trainer.contract import ModelSummary, TerminationMessage
+from deeptrain_api.trainer_contract import ModelSummary, TerminationMessage
 from harness import KubeApiError, find_condition
 
 MODEL = ModelSummary(uri="file:///mnt/pvc/models/shoes", version="fedcbafedcba", concepts=["boot"],

@@ -9,8 +9,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from .. import catalog
-from ..contract import TrainerConfig
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import TrainerConfig
+
 from . import uris
 from .errors import DatasetError
 from .images import SKIPPED_EXAMPLES_KEPT, ImageLoadStats, check_images

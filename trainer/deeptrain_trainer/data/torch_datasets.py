@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from .errors import DatasetError
 from .images import ImageLoadStats, load_record_image
 from .records import ImageRecord, Mask, Record, TextRecord

@@ -26,7 +26,8 @@ from typing import IO, Any, TypeVar
 
 from PIL import Image
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from . import uris
 from .errors import DatasetError
 

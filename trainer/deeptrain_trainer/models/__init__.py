@@ -3,7 +3,7 @@
 Entry points (the data pipeline and the training engine use only these):
 
     build_model(model_type, template, *, num_classes, image_size, scale, hyperparameters, vocab_size=None)
-        -> nn.Module. Validates (model_type, template) against deeptrain_trainer.catalog (ValueError
+        -> nn.Module. Validates (model_type, template) against deeptrain_api.catalog (ValueError
         naming spec.template); reads logreg, use_perclass_regression, detection_score_threshold and
         image_size (when the argument is None) from `hyperparameters`; `scale` is the job's
         templateScale (width/depth multipliers; 1.0 = as published). Text types need vocab_size.

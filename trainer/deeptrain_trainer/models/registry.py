@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import catalog
-from ..contract import TemplateScale
+from deeptrain_api import catalog
+from deeptrain_api.trainer_contract import TemplateScale
+
 from .anomaly import PatchCore, Reconstruction
 from .classifier import ImageClassifier
 from .common import scale_channels, scale_depth

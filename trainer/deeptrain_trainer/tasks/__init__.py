@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from .base import Task
 
 

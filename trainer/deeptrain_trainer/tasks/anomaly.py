@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 from torch import Tensor, nn
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from ..distributed import DistributedContext
 from ..metrics.anomaly import evaluate_anomaly
 from ..plots import MAX_SAMPLES, plot_heatmaps

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..contract import TrainerConfig
+from deeptrain_api.trainer_contract import TrainerConfig
+
 from ..distributed import DistributedContext
 from ..optim import OptimizerKind
 
@@ -79,7 +80,8 @@ class Task:
     optimizer: ClassVar[OptimizerKind] = "sgd"
 
     def build_model(self, spec: ModelSpec) -> nn.Module:
-        from ..contract import TemplateScale
+        from deeptrain_api.trainer_contract import TemplateScale
+
         from ..models.registry import build_model
 
         return build_model(spec.model_type, spec.template, num_classes=len(spec.concepts),

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 from torch import Tensor, nn
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from ..metrics.detection import MAX_DETECTIONS, RECALL_LEVELS, evaluate_detection
 from ..plots import draw_boxes, plot_pr_curves
 from .base import Evaluation, ModelSpec, Task, to_numpy

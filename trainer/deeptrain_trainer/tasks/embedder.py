@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from ..metrics.retrieval import recall_at_k
 from ..plots import plot_embeddings
 from .base import Evaluation, ModelSpec, Task, stack, to_numpy

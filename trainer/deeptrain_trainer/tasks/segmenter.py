@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from ..metrics.segmentation import evaluate_segmentation, pixel_confusion
 from ..plots import MAX_SAMPLES, plot_masks
 from .base import Evaluation, ModelSpec, Task, display_images

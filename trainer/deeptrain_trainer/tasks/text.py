@@ -7,7 +7,8 @@ barely moves the rare tokens' vectors, where AdamW's per-parameter scaling does.
 
 from __future__ import annotations
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from .classifier import ClassifierTask
 
 

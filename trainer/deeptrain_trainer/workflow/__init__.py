@@ -14,6 +14,6 @@ The two stores behind .index.SearchIndex are .embedded_store (FAISS files, memor
 `deeptrain workflow run`, `deeptrain index` and `deeptrain search` are thin shells over these;
 `python -m deeptrain_trainer.serve` runs the HTTP service (.server), which admits requests through
 a bounded queue (.admission), reads and parses bodies within limits (.body, .limits), decodes
-inputs (.inputs) and checks bearer tokens (.auth). The package itself imports
-nothing, so that the operator (no torch) can read the pod contract in .contract.
+inputs (.inputs) and checks bearer tokens (.auth). The pod contract the operator
+builds from lives in deeptrain_api.workflow_contract.
 """

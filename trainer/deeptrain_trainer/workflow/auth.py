@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Iterable
 
-from .contract import HEALTH_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH
+from deeptrain_api.workflow_contract import HEALTH_PATH, METRICS_PATH, OPENAPI_PATH, READY_PATH
 
 OPEN_PATHS = frozenset({HEALTH_PATH, READY_PATH, METRICS_PATH, OPENAPI_PATH})
 SCHEME = "Bearer"

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..contract import ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
+from deeptrain_api.trainer_contract import ENV_TERMINATION_LOG, PVC_MOUNT_ROOT
+from deeptrain_api.workflow_contract import index_termination_message
+
 from ..data.images import load_image
 from ..data.uris import resolve_uri
 from ..data.video import DEFAULT_FRAME_RATE, VideoSource, is_video
-from .contract import index_termination_message
 from .errors import WorkflowError
 from .graph import GraphInput, WorkflowRunner
 from .index import IndexMeta, Metric, SearchIndex

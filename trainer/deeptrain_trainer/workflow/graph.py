@@ -30,9 +30,9 @@ from typing import Any
 
 from PIL import Image
 
-from deeptrain_operator.api.workflow import Workflow, WorkflowNode
+from deeptrain_api import catalog
+from deeptrain_api.workflow import Workflow, WorkflowNode
 
-from .. import catalog
 from ..data.video import VideoLimits, VideoSource
 from ..inference import Predictor, load_model
 from .crop import DEFAULT_MARGIN, Box, box_in_parent, crop_region, rounded

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import catalog
+from deeptrain_api import catalog
+
 from ..data import ImageRecord, read_records
 from ..data.uris import filesystem, resolve_uri
 from ..data.video import DEFAULT_FRAME_RATE, batched

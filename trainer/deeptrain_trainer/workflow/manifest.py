@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deeptrain_operator.api.manifests import ManifestError, load_objects
-from deeptrain_operator.api.workflow import Workflow
+from deeptrain_api.manifests import ManifestError, load_objects
+from deeptrain_api.workflow import Workflow
 
 from .errors import WorkflowError
 

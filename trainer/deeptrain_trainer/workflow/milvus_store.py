@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from .contract import ENV_MILVUS_DATABASE, ENV_MILVUS_TOKEN, ENV_MILVUS_URI, MILVUS_SCHEME
+from deeptrain_api.workflow_contract import (
+    ENV_MILVUS_DATABASE,
+    ENV_MILVUS_TOKEN,
+    ENV_MILVUS_URI,
+    MILVUS_SCHEME,
+)
+
 from .errors import WorkflowError
 from .index import (
     NO_CLUSTER,

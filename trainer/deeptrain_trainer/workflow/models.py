@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from deeptrain_operator.api.workflow import WorkflowNode
+from deeptrain_api.trainer_contract import PVC_MOUNT_ROOT
+from deeptrain_api.workflow import WorkflowNode
 
 from ..artifacts import local_path_of
-from ..contract import PVC_MOUNT_ROOT
 from .errors import WorkflowError
 
 PVC_SCHEME = "pvc://"

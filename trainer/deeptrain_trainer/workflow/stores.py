@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .contract import MILVUS_SCHEME
+from deeptrain_api.workflow_contract import MILVUS_SCHEME
+
 from .embedded_store import INDEX_FILE, EmbeddedIndex, Structure
 from .index import IndexMeta, SearchIndex
 from .milvus_store import MilvusIndex, collection_name

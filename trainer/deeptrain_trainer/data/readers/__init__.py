@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from ... import catalog
+from deeptrain_api import catalog
+
 from ..errors import DatasetError
 from ..images import ImageLoadStats
 from ..records import Record

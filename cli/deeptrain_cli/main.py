@@ -2,7 +2,7 @@
 
 Torch is imported only by the commands that train or predict, so the operator image (no torch) can
 still run `deeptrain crds` and `deeptrain validate`. Every failure ends as one line on stderr and an
-exit code from `cli_errors` (README, "Exit codes"); `--debug` shows the traceback instead.
+exit code from `.errors` (README, "Exit codes"); `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from .cli_errors import EXIT_INPUT, InputError, OneLineErrors
+from .errors import EXIT_INPUT, InputError, OneLineErrors
 
 app = typer.Typer(
     cls=OneLineErrors,
@@ -37,7 +37,7 @@ _RATE_HELP = "Frames per second sampled from each video."
 @app.command()
 def crds() -> None:
     """Print the CustomResourceDefinitions generated from the API models (what crds/ holds)."""
-    from deeptrain_operator.api.crdgen import render_crds
+    from deeptrain_api.crdgen import render_crds
 
     typer.echo(render_crds(), nl=False)
 
@@ -45,7 +45,7 @@ def crds() -> None:
 @app.command("catalog")
 def catalog_command() -> None:
     """Print the model types, templates and hyperparameters (ranges, per-type defaults) as Markdown."""
-    from deeptrain_operator.reference import catalog_markdown
+    from .reference import catalog_markdown
 
     typer.echo(catalog_markdown(), nl=False)
 
@@ -53,7 +53,7 @@ def catalog_command() -> None:
 @app.command()
 def validate(files: list[Path] = typer.Argument(..., help="Manifests (YAML, one or more documents each).")) -> None:
     """Check manifests with the CRD schema, its CEL rules and the template catalog; exit 1 naming the field."""
-    from deeptrain_operator.api.manifests import ManifestError, load_objects
+    from deeptrain_api.manifests import ManifestError, load_objects
 
     failed = False
     for path in files:
@@ -75,8 +75,8 @@ def run(
     nproc: int | None = typer.Option(None, "--nproc", "-n", min=1, help="Processes (default: the job's nprocPerNode, auto = GPUs or 2 on CPU)."),
 ) -> None:
     """Train a DeepTrainingJob on this machine with torchrun: same validation, same trainer config as the cluster."""
-    from deeptrain_operator.api.manifests import ManifestError, load_job
-    from deeptrain_operator.trainer_config import TrainerConfigError, build_trainer_config
+    from deeptrain_api.manifests import ManifestError, load_job
+    from deeptrain_api.trainer_config import TrainerConfigError, build_trainer_config
     from deeptrain_trainer.launcher import run_local
 
     try:

@@ -1,4 +1,4 @@
-"""Generate the CustomResourceDefinitions from the API models: `python -m deeptrain_operator.api.crdgen`.
+"""Generate the CustomResourceDefinitions from the API models: `python -m deeptrain_api.crdgen`.
 
 With `--write DIR` the files of crds/ are rewritten; without, the multi-document YAML is printed
 (what `deeptrain crds` prints).
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> int:
             print(path)
         return 0
     if argv:
-        print("usage: python -m deeptrain_operator.api.crdgen [--write DIR]", file=sys.stderr)
+        print("usage: python -m deeptrain_api.crdgen [--write DIR]", file=sys.stderr)
         return 2
     sys.stdout.write(render_crds())
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from deeptrain_trainer import catalog
+from . import catalog
 
 Rule = dict[str, Any]
 

@@ -22,8 +22,8 @@ EXIT_INTERNAL = 3
 # in sys.modules rather than imported: an error cannot be of a class whose module was never loaded, and
 # the operator image (no torch, no Pillow) must not import the trainer to print a manifest error.
 _INPUT_ERRORS = (
-    ("deeptrain_operator.api.manifests", "ManifestError"),
-    ("deeptrain_operator.trainer_config", "TrainerConfigError"),
+    ("deeptrain_api.manifests", "ManifestError"),
+    ("deeptrain_api.trainer_config", "TrainerConfigError"),
     ("deeptrain_trainer.data.errors", "DatasetError"),
     ("deeptrain_trainer.workflow.errors", "WorkflowError"),
     ("deeptrain_trainer.inference", "ModelLoadError"),

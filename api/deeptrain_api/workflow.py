@@ -6,9 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from deeptrain_trainer import catalog
-
-from . import rules
+from . import catalog, rules
 from .common import (
     API_VERSION,
     MESSAGE_MAX_LENGTH,

@@ -7,7 +7,7 @@ the same place as `file:///mnt/pvc/CLAIM/PATH`, which is what the trainer report
 
 from __future__ import annotations
 
-from deeptrain_trainer.contract import PVC_MOUNT_ROOT
+from .trainer_contract import PVC_MOUNT_ROOT
 
 PVC_SCHEME = "pvc://"
 MOUNTED_PREFIX = f"file://{PVC_MOUNT_ROOT}/"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deeptrain_trainer import catalog
+from deeptrain_api import catalog
 
 BEGIN_MARKER = "<!-- BEGIN deeptrain catalog -->"
 END_MARKER = "<!-- END deeptrain catalog -->"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from deeptrain_trainer import catalog
-
+from . import catalog
 from .job import DeepTrainingJob
 from .processes import gpu_resources, nproc_per_node
 from .rules import MAX_JOB_NAME_LENGTH

@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, WithJsonSchema, create_model, model_validator
 
-from deeptrain_trainer import catalog
-
-from . import rules
+from . import catalog, rules
 from .common import (
     API_VERSION,
     MAP_MAX_PROPERTIES,

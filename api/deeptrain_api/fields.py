@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from deeptrain_trainer import catalog
-
+from . import catalog
 from .common import NAME_MAX_LENGTH, URI_MAX_LENGTH
 from .rules import URI_PATTERN, URI_RULE
 

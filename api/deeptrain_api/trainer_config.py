@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deeptrain_trainer import catalog
-from deeptrain_trainer.contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
-
-from .api.job import DeepTrainingJob
+from . import catalog
+from .job import DeepTrainingJob
+from .trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
 from .volumes import PVC_SCHEME, in_pod_uri
 
 
