@@ -37,6 +37,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash hack/install-helm.sh
 	$(BIN)/ruff check api operator trainer cli tests
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 crds: $(STAMP)
@@ -45,6 +46,7 @@ crds: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check api operator trainer cli tests
+	$(BIN)/lint-imports
 
 clean-demo:
 	rm -rf data/digits data/digits-holdout runs/visual-classifier
