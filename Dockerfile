@@ -3,20 +3,32 @@
 #   docker build --target trainer  -t deeptrain-trainer:0.1.0 .
 # See charts/deeptrain-operator/README.md for GPU builds and loading the images into kind.
 
-# Base of the operator image and of the wheel build.
+# Base of the operator image and of the wheel builds.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # Base of the trainer image. Any image with python3 (3.11+) and its venv module works; point it at
 # a CUDA runtime image to add system CUDA libraries (the torch wheels bundle the ones they use).
 ARG TRAINER_BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------------------------------------
-FROM ${PYTHON_IMAGE} AS wheel
+FROM ${PYTHON_IMAGE} AS operator-wheel
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# One wheel per image: the API layer, one side, and the `deeptrain` command on top (README, "Layout").
+COPY api/ api/
 COPY operator/ operator/
+COPY cli/ cli/
+RUN python -m pip wheel --no-deps --wheel-dir /wheels .
+
+# ---------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS trainer-wheel
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+# The index Job runs `deeptrain index` in this image, hence the command line here too.
+COPY api/ api/
 COPY trainer/ trainer/
-# One wheel holds both import packages; the targets below differ only in the extras they install.
+COPY cli/ cli/
 RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 
 # ---------------------------------------------------------------------------------------------
@@ -28,7 +40,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN groupadd --gid 1000 deeptrain \
  && useradd --uid 1000 --gid 1000 --no-log-init --create-home --home-dir /home/deeptrain deeptrain \
  && python -m venv /opt/venv
-COPY --from=wheel /wheels /wheels
+COPY --from=operator-wheel /wheels /wheels
 RUN pip install "$(ls /wheels/deeptrain_operator-*.whl)[operator]" && rm -rf /wheels
 USER 1000:1000
 WORKDIR /home/deeptrain
@@ -51,7 +63,7 @@ RUN groupadd --gid 1000 deeptrain \
  && useradd --uid 1000 --gid 1000 --no-log-init --create-home --home-dir /home/deeptrain deeptrain \
  && python3 -m venv /opt/venv \
  && pip install ${TORCH_PIP_ARGS} "torch==${TORCH_VERSION}"
-COPY --from=wheel /wheels /wheels
+COPY --from=trainer-wheel /wheels /wheels
 # The trainer extra brings PyAV, whose wheel carries FFmpeg and its codecs: video needs no system package.
 RUN pip install "$(ls /wheels/deeptrain_operator-*.whl)[trainer,data]" && rm -rf /wheels
 USER 1000:1000
