@@ -82,9 +82,10 @@ def training_records(folder: Path, image_size: int) -> tuple[list[Any], list[str
 
 
 def ours(records: list[Any], concepts: list[str], image_size: int, batch: int, workers: int, epoch: int) -> float:
+    from torch.utils.data import DataLoader
+
     from deeptrain_api import catalog
     from deeptrain_trainer.data import EpochSampler, build_dataset, collate_fn
-    from torch.utils.data import DataLoader
 
     dataset = build_dataset(catalog.VISUAL_CLASSIFIER, records, concepts, image_size=image_size, train=True,
                             flips=True, seed=0)
@@ -123,6 +124,7 @@ class ModelStep:
 
     def __init__(self, template: str, width: float, depth: float, image_size: int, batch: int, classes: int) -> None:
         import torch
+
         from deeptrain_api import catalog
         from deeptrain_api.trainer_contract import TemplateScale
         from deeptrain_trainer.models.registry import build_model

@@ -38,7 +38,7 @@ from benchlib import (
 
 pin_threads()
 
-from trainer_setup import classifier_config, digits_dataset, run_plain_loop  # noqa: E402
+from trainer_setup import add_workload_arguments, classifier_config, digits_dataset, run_plain_loop  # noqa: E402
 
 DDP_ONE_PROCESS_GOAL = 0.93
 
@@ -46,13 +46,7 @@ DDP_ONE_PROCESS_GOAL = 0.93
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, default_rounds=3)
-    parser.add_argument("--templates", nargs="+", default=["ResNext", "InceptionBatchNorm"])
-    parser.add_argument("--batch-per-rank", type=int, default=32, help="images per process per step (default 32)")
-    parser.add_argument("--image-size", type=int, default=32, help="pixels (default 32)")
-    parser.add_argument("--width", type=float, default=0.25, help="templateScale.width (default 0.25)")
-    parser.add_argument("--depth", type=float, default=0.34, help="templateScale.depth (default 0.34)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run, the first one is warm-up (default 3)")
-    parser.add_argument("--steps-per-epoch", type=int, default=8, help="optimizer steps per epoch (default 8)")
+    add_workload_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -70,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build(model_type: str, template: str, image_size: int, batch: int, bf16: bool) -> tuple[Any, Any, Any, Any]:
     import torch
+
     from deeptrain_api import catalog
     from deeptrain_api.trainer_contract import TemplateScale
     from deeptrain_trainer.models.registry import build_model
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.gpu:
         return describe(args)
     import torch
+
     from deeptrain_api import catalog
 
     if not torch.cuda.is_available():

@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
-    from deeptrain_api.trainer_contract import load_config
-    from deeptrain_trainer.models.registry import build_model
     from torch.nn.parallel import DistributedDataParallel
     from trainer_setup import load_image_tensors
+
+    from deeptrain_api.trainer_contract import load_config
+    from deeptrain_trainer.models.registry import build_model
 
     torch.set_num_threads(1)
     config = load_config(args.config.read_text())

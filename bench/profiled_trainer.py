@@ -26,8 +26,9 @@ def main() -> int:
     parser.add_argument("--no-torch-profiler", action="store_true", help="per-step timer only")
     args = parser.parse_args()
 
-    from deeptrain_trainer import engine
     from step_timer import StepTimer
+
+    from deeptrain_trainer import engine
 
     timer = StepTimer(args.profile_dir, int(os.environ.get("RANK", "0")), warmup_steps=args.warmup_steps,
                       use_profiler=not args.no_torch_profiler)

@@ -35,6 +35,7 @@ from benchlib import (
 pin_threads()
 
 from trainer_setup import (  # noqa: E402 (after pinning threads, before torch loads)
+    add_workload_arguments,
     classifier_config,
     digits_dataset,
     run_logged,
@@ -49,14 +50,8 @@ LAUNCH_TIMEOUT_SECONDS = 900
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, default_rounds=1)
-    parser.add_argument("--templates", nargs="+", default=["ResNext", "InceptionBatchNorm"])
+    add_workload_arguments(parser)
     parser.add_argument("--nproc", type=int, default=2, help="processes per run (default 2)")
-    parser.add_argument("--batch-per-rank", type=int, default=32, help="images per process per step (default 32)")
-    parser.add_argument("--image-size", type=int, default=32, help="pixels (default 32)")
-    parser.add_argument("--width", type=float, default=0.25, help="templateScale.width (default 0.25)")
-    parser.add_argument("--depth", type=float, default=0.34, help="templateScale.depth (default 0.34)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run, the first one is warm-up (default 3)")
-    parser.add_argument("--steps-per-epoch", type=int, default=8, help="optimizer steps per epoch (default 8)")
     parser.add_argument("--no-torch-profiler", action="store_true", help="the per-step timer only")
     parser.add_argument("--show-operators", action="store_true", help="print rank 0's top operators of each arm")
     return parser.parse_args(argv)

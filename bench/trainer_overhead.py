@@ -49,6 +49,7 @@ from benchlib import (
 pin_threads()
 
 from trainer_setup import (  # noqa: E402 (after pinning threads, before torch loads)
+    add_workload_arguments,
     classifier_config,
     digits_dataset,
     read_metrics_history,
@@ -84,14 +85,8 @@ LAUNCH_TIMEOUT_SECONDS = 900
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_arguments(parser, default_rounds=7)
-    parser.add_argument("--templates", nargs="+", default=["ResNext", "InceptionBatchNorm"])
+    add_workload_arguments(parser)
     parser.add_argument("--nprocs", nargs="+", type=int, default=[1, 2], help="processes per run (default 1 2)")
-    parser.add_argument("--batch-per-rank", type=int, default=32, help="images per process per step (default 32)")
-    parser.add_argument("--image-size", type=int, default=32, help="pixels (default 32, the digits' own size)")
-    parser.add_argument("--width", type=float, default=0.25, help="templateScale.width (default 0.25)")
-    parser.add_argument("--depth", type=float, default=0.34, help="templateScale.depth (default 0.34)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run, the first one is warm-up (default 3)")
-    parser.add_argument("--steps-per-epoch", type=int, default=8, help="optimizer steps per epoch (default 8)")
     parser.add_argument("--profile", action="store_true",
                         help="also run our trainer once in-process (1 process) under cProfile and show where the time goes")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (logs, outputs) and print where")

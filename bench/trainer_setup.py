@@ -6,6 +6,7 @@ every arm of every benchmark reads the very same files.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -18,6 +19,17 @@ CACHE_DIR = BENCH_DIR / ".cache"
 # The size the trainer's own tests train at: small enough for two shared CPU cores.
 SMALL_WIDTH = 0.25
 SMALL_DEPTH = 0.34
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training workload the trainer-vs-plain-loop benchmarks share: templates, batch, size, epochs."""
+    parser.add_argument("--templates", nargs="+", default=["ResNext", "InceptionBatchNorm"])
+    parser.add_argument("--batch-per-rank", type=int, default=32, help="images per process per step (default 32)")
+    parser.add_argument("--image-size", type=int, default=32, help="pixels (default 32, the digits' own size)")
+    parser.add_argument("--width", type=float, default=0.25, help="templateScale.width (default 0.25)")
+    parser.add_argument("--depth", type=float, default=0.34, help="templateScale.depth (default 0.34)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run, the first one is warm-up (default 3)")
+    parser.add_argument("--steps-per-epoch", type=int, default=8, help="optimizer steps per epoch (default 8)")
 
 
 def digits_dataset(limit: int | None = None) -> Path:

@@ -111,8 +111,8 @@ def untrained_classifier(image_size: int) -> Path:
     import torch
 
     from deeptrain_api import catalog
-    from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
     from deeptrain_api.trainer_contract import DatasetConfig, JobRef, TemplateScale, TrainerConfig
+    from deeptrain_trainer.artifacts import OutputDir, build_model_card, write_model
     from deeptrain_trainer.tasks import task_for
     from deeptrain_trainer.tasks.base import ModelSpec
 
