@@ -16,7 +16,6 @@ import re
 import shlex
 import subprocess
 import sys
-import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +219,44 @@ def operator_image_distributions() -> set[str]:
     return seen
 
 
+IMPORT_EVERY_MODULE = """
+import importlib, importlib.abc, importlib.util, pkgutil, sys, traceback
+packages, hidden = sys.argv[1].split(","), set(sys.argv[2].split(","))
+
+class NotInTheImage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in hidden:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in this image)", name=name)
+        return None
+
+sys.meta_path.insert(0, NotInTheImage())
+# Libraries that probe for optional packages (importlib.util.find_spec) see them as absent.
+real_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, package=None: (
+    None if name.partition(".")[0] in hidden else real_find_spec(name, package))
+failed = 0
+for package in packages:
+    root = importlib.import_module(package)
+    for name in [package] + [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]:
+        if name.rpartition(".")[2] == "__main__":  # running it would start the program
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:
+            failed += 1
+            print(f"--- {name}", file=sys.stderr)
+            traceback.print_exc()
+sys.exit(1 if failed else 0)
+"""
+
+
+def import_every_module(packages: list[str], hidden: list[str]) -> subprocess.CompletedProcess[str]:
+    """Import every module of `packages` in a fresh interpreter in which the `hidden` top-level modules
+    do not exist: what an image without them would do at start-up and at run time."""
+    return subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE, ",".join(packages), ",".join(hidden)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
 def test_operator_imports_with_only_the_operator_image_dependencies():
     allowed = operator_image_distributions()
     assert "kopf" in allowed and "torch" not in allowed
@@ -229,40 +266,5 @@ def test_operator_imports_with_only_the_operator_image_dependencies():
         if not any(canonicalize_name(d) in allowed for d in dists) and module.isidentifier()
     )
     assert "torch" in hidden, "torch is not installed here, so hiding it proves nothing"
-    program = textwrap.dedent(
-        """
-        import importlib, importlib.abc, importlib.util, pkgutil, sys, traceback
-        HIDDEN = set(sys.argv[1].split(","))
-
-        class NotInTheOperatorImage(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.partition(".")[0] in HIDDEN:
-                    raise ModuleNotFoundError(f"No module named {name!r} (not in the operator image)", name=name)
-                return None
-
-        sys.meta_path.insert(0, NotInTheOperatorImage())
-        # Libraries that probe for optional packages (importlib.util.find_spec) see them as absent.
-        real_find_spec = importlib.util.find_spec
-        importlib.util.find_spec = lambda name, package=None: (
-            None if name.partition(".")[0] in HIDDEN else real_find_spec(name, package))
-        import deeptrain_operator
-        names = ["deeptrain_operator", "deeptrain_cli.main"] + [
-            m.name for m in pkgutil.walk_packages(deeptrain_operator.__path__, "deeptrain_operator.")
-            if m.name.rpartition(".")[2] != "__main__"  # running it would start the operator
-        ]
-        failed = 0
-        for name in dict.fromkeys(names):
-            try:
-                importlib.import_module(name)
-            except Exception:
-                failed += 1
-                print(f"--- {name}", file=sys.stderr)
-                traceback.print_exc()
-        sys.exit(1 if failed else 0)
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", program, ",".join(hidden)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )
+    result = import_every_module(["deeptrain_operator", "deeptrain_cli"], hidden)
     assert result.returncode == 0, result.stderr[-6000:]

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_image_dockerfile import DOCKERFILE, ROOT, copy_sources, parse_dockerfile  # noqa: E402
+from test_image_dockerfile import DOCKERFILE, ROOT, copy_sources, import_every_module, parse_dockerfile  # noqa: E402
 
 # image target -> (the stage that builds its wheel, the import packages that wheel holds)
 IMAGES = {
@@ -73,38 +73,10 @@ def test_the_wheel_holds_the_api_layer_and_its_own_side(stages, target, tmp_path
         f"`deeptrain` runs {module}, which the {target} image does not hold"
 
 
-IMPORT_EVERY_MODULE = """
-import importlib, importlib.abc, pkgutil, sys, traceback
-packages, hidden = sys.argv[1].split(","), set(sys.argv[2].split(","))
-
-class NotInTheImage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in hidden:
-            raise ModuleNotFoundError(f"No module named {name!r} (not in this image)", name=name)
-        return None
-
-sys.meta_path.insert(0, NotInTheImage())
-failed = 0
-for package in packages:
-    root = importlib.import_module(package)
-    for name in [package] + [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]:
-        if name.rpartition(".")[2] == "__main__":  # running it would start the program
-            continue
-        try:
-            importlib.import_module(name)
-        except Exception:
-            failed += 1
-            print(f"--- {name}", file=sys.stderr)
-            traceback.print_exc()
-sys.exit(1 if failed else 0)
-"""
-
-
 @pytest.mark.parametrize("target", IMAGES)
 def test_every_module_of_the_image_imports_without_the_other_side(target):
     """What the import contract cannot see (imports by name at run time) fails here."""
     packages = sorted(IMAGES[target][1])
     other_side = sorted({package for _, held in IMAGES.values() for package in held} - set(packages))
-    result = subprocess.run([sys.executable, "-c", IMPORT_EVERY_MODULE, ",".join(packages), ",".join(other_side)],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    result = import_every_module(packages, other_side)
     assert result.returncode == 0, result.stderr[-6000:]
