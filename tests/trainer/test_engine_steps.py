@@ -70,3 +70,25 @@ def test_sync_batch_norm_rule():
     assert not wants_sync_batch_norm(per_rank_batch=16, world_size=8, below=16)  # enough items per process
     assert not wants_sync_batch_norm(per_rank_batch=2, world_size=1, below=16)  # one process: nothing to sync
     assert not wants_sync_batch_norm(per_rank_batch=2, world_size=8, below=0)  # switched off
+
+
+@pytest.mark.parametrize("gradient_scale", [1e-3, 1.0, 1e3])
+def test_gradient_clipping_matches_torch_bit_for_bit_above_and_below_the_limit(gradient_scale):
+    from deeptrain_trainer.optim import clip_gradient_norm
+
+    generator = torch.Generator().manual_seed(3)
+    ours = [torch.nn.Parameter(torch.randn(size, generator=generator)) for size in (4, 300, 17)]
+    for parameter in ours:
+        parameter.grad = torch.randn(parameter.shape, generator=generator) * gradient_scale
+    reference = [torch.nn.Parameter(parameter.detach().clone()) for parameter in ours]
+    for copy, parameter in zip(reference, ours, strict=True):
+        copy.grad = parameter.grad.clone()
+    before = [parameter.grad.clone() for parameter in ours]
+
+    norm = clip_gradient_norm(ours, 2.0)
+
+    assert norm == float(torch.nn.utils.clip_grad_norm_(reference, 2.0))
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, reference, strict=True))
+    clipped = norm > 2.0
+    assert clipped == (gradient_scale > 1e-3)
+    assert all(torch.equal(a.grad, b) for a, b in zip(ours, before, strict=True)) != clipped

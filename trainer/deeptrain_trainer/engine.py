@@ -82,7 +82,13 @@ from .distributed import (
 )
 from .errors import ConfigError, Interrupted, NonFiniteLoss, termination_for
 from .memory import check_memory, estimate_training_memory
-from .optim import build_optimizer, learning_rates_by_role, per_rank_batch_size, set_epoch_learning_rate
+from .optim import (
+    build_optimizer,
+    clip_gradient_norm,
+    learning_rates_by_role,
+    per_rank_batch_size,
+    set_epoch_learning_rate,
+)
 from .plots import plot_training_curves
 from .reporting import Reporter, make_reporter, progress_payload, utc_now, write_termination_message
 from .stop_schedule import StopSchedule
@@ -232,6 +238,7 @@ class Trainer:
             self.lineage["newRunReason"] = new_run_reason
 
         self.optimizer = build_optimizer(self.model, self.hp, self.task.optimizer) if self.trains_by_gradient else None
+        self.trained_parameters = [p for group in self.optimizer.param_groups for p in group["params"]] if self.optimizer else []
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -424,8 +431,7 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         # DDP has averaged the gradients, so every rank computes the same norm and takes the same decision.
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
-        finite = bool(torch.isfinite(grad_norm))
+        finite = math.isfinite(clip_gradient_norm(self.trained_parameters, self.clip_norm))
         if finite or self.scaler.is_enabled():
             self.scaler.step(self.optimizer)  # float16 loss scaling skips an overflowed step itself
         self.scaler.update()
