@@ -189,7 +189,7 @@ def test_preloaded_split_is_served_from_memory_without_reading_files(tmp_path: P
     for epoch in (0, 1):
         dataset.set_epoch(epoch)
         images, _ = next(iter(DataLoader(dataset, batch_size=5, collate_fn=collate_fn(catalog.VISUAL_CLASSIFIER))))
-        flipped = [dataset._is_flipped(i) for i in range(5)]
+        flipped = dataset._flipped(range(5), dataset.epoch).tolist()
         boxes = [bounding_box(red_pixels(image)) for image in images]
         assert [box[0] > SIZE / 2 for box in boxes] == flipped  # item 2: the next record's image stands in
     assert dataset.stats.total == 5  # still counted once each
