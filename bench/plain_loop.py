@@ -2,7 +2,8 @@
 
 It reads the same job.json as the trainer and trains the same model (built by the project's model
 registry) with the same optimizer settings (SGD, Nesterov momentum 0.9, weight decay 1e-4 on
-weights only) and the same per-rank batch, but with nothing else: the images are decoded once into
+weights only), the same gradient clipping (the job's gradient_clip_norm, with torch's
+clip_grad_norm_) and the same per-rank batch, but with nothing else: the images are decoded once into
 memory, there is no checkpointing, evaluation, reporting or per-step collective besides DDP's own.
 It times every epoch on rank 0 and writes the figures as JSON; the benchmarks drop the first
 epoch as warm-up.
@@ -75,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     steps = max(1, items // global_batch)
     model.train()
 
+    # The job's gradient_clip_norm is part of the training it asks for, so the loop clips as a
+    # hand-written one would (0: no clipping).
+    clip_norm = float(hp.get("gradient_clip_norm", 0.0))
+
     def update(inputs: torch.Tensor, targets: torch.Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(trained(inputs), targets)
         loss.backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
         optimizer.step()
 
     timer = None
