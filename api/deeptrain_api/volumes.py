@@ -7,10 +7,19 @@ the same place as `file:///mnt/pvc/CLAIM/PATH`, which is what the trainer report
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from .trainer_contract import PVC_MOUNT_ROOT
 
 PVC_SCHEME = "pvc://"
-MOUNTED_PREFIX = f"file://{PVC_MOUNT_ROOT}/"
+FILE_SCHEME = "file://"
+MOUNTED_PREFIX = f"{FILE_SCHEME}{PVC_MOUNT_ROOT}/"
+
+
+def file_uri_path(uri: str) -> str:
+    """The path a file:// URI names, its percent-escapes decoded (RFC 8089): Path.as_uri(), which
+    `deeptrain run --output` uses, writes `/runs/my job` as `file:///runs/my%20job`."""
+    return unquote(uri.removeprefix(FILE_SCHEME))
 
 
 def claim_and_path(uri: str) -> tuple[str | None, str]:
@@ -19,7 +28,7 @@ def claim_and_path(uri: str) -> tuple[str | None, str]:
         if uri.startswith(prefix):
             rest = uri.removeprefix(prefix)
             return rest.split("/", 1)[0] or None, f"{PVC_MOUNT_ROOT}/{rest}"
-    return None, uri.removeprefix("file://") if uri.startswith("file://") else uri
+    return None, file_uri_path(uri) if uri.startswith(FILE_SCHEME) else uri
 
 
 def claim_of(uri: str | None) -> str | None:

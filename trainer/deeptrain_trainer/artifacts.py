@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import save_file
 
 from deeptrain_api.trainer_contract import MODEL_CARD, MODEL_FORMAT, MODEL_WEIGHTS, ModelSummary
+from deeptrain_api.volumes import FILE_SCHEME, file_uri_path
 
 from .errors import OutputError
 from .metrics.definitions import definitions_of
@@ -35,8 +36,8 @@ _PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errn
 
 def local_path_of(uri: str) -> Path | None:
     """The local directory a file:// URI or a bare path names (relative to the working directory); None for remote URLs."""
-    if uri.startswith("file://"):
-        return Path(uri[len("file://"):]).absolute()
+    if uri.startswith(FILE_SCHEME):
+        return Path(file_uri_path(uri)).absolute()
     if "://" not in uri:
         return Path(uri).absolute()
     return None

@@ -20,7 +20,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-FILE_SCHEME = "file://"
+from deeptrain_api.volumes import FILE_SCHEME, file_uri_path
 
 
 def has_protocol(uri: str) -> bool:
@@ -29,7 +29,7 @@ def has_protocol(uri: str) -> bool:
 
 def resolve_uri(uri: str) -> str:
     if uri.startswith(FILE_SCHEME):
-        return os.path.abspath(uri[len(FILE_SCHEME):])
+        return os.path.abspath(file_uri_path(uri))
     if not has_protocol(uri):
         return os.path.abspath(uri)
     return uri
