@@ -168,15 +168,22 @@ def test_ranks_agree_on_a_stop_every_few_seconds_of_steps_not_every_step(monkeyp
     from deeptrain_trainer.distributed import DistributedContext
 
     clock = [0.0]
-    collectives: list[tuple[int, list[float]]] = []
+    started: list[int] = []  # the steps after which a check started
+    read: list[int] = []  # the steps after which its result was read
     other_rank_signal = [0]
 
-    def max_of_each(ctx, values):
-        collectives.append((step, list(values)))
-        return [max(values[0], other_rank_signal[0]), values[1]]
+    def start_max_of_each(ctx, values):
+        started.append(step)
+        signal_then = max(values[0], other_rank_signal[0])
+
+        def result():
+            read.append(step)
+            return [signal_then, values[1]]
+
+        return result
 
     monkeypatch.setattr(stop_schedule.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(stop_schedule, "max_of_each_across_ranks", max_of_each)
+    monkeypatch.setattr(stop_schedule, "start_max_of_each_across_ranks", start_max_of_each)
     ctx = DistributedContext(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"))
     schedule = stop_schedule.StopSchedule(ctx, steps_per_epoch=1000, check_seconds=2.0)
     agreed = {}
@@ -187,11 +194,11 @@ def test_ranks_agree_on_a_stop_every_few_seconds_of_steps_not_every_step(monkeyp
         agreed[step] = schedule.agreed_signal(step, 0)
         if agreed[step]:
             break
-    checks = [at for at, _ in collectives]
-    assert checks[:2] == [1, 2]  # no pace known yet: the second check follows at once
-    assert all(later - earlier == 16 for earlier, later in zip(checks[2:], checks[3:], strict=False))  # 2 s / 0.125 s
+    assert started[:2] == [1, 2]  # no pace known yet: the second check follows at once
+    assert all(later - earlier == 16 for earlier, later in zip(started[2:], started[3:], strict=False))  # 2 s / 0.125 s
+    assert read == [at + 1 for at in started]  # no rank waits on a check at the step that started it
     stopped_at = max(agreed)
-    assert agreed[stopped_at] == 15 and 150 <= stopped_at < 150 + 16  # within check_seconds of steps
+    assert agreed[stopped_at] == 15 and 150 < stopped_at <= 150 + 16 + 1  # within check_seconds + two steps
 
 
 def test_a_world_of_one_stops_after_the_step_the_signal_arrived_in():

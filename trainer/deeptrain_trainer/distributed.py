@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -88,13 +88,20 @@ def max_across_ranks(ctx: DistributedContext, value: int) -> int:
     return int(tensor.item())
 
 
-def max_of_each_across_ranks(ctx: DistributedContext, values: Sequence[float]) -> list[float]:
-    """Element-wise maximum of every rank's `values` (the same length on all), in one collective."""
+def start_max_of_each_across_ranks(ctx: DistributedContext, values: Sequence[float]) -> Callable[[], list[float]]:
+    """Start the element-wise maximum of every rank's `values` (the same length on all) in one collective;
+    the returned function waits for it and gives the result. Started now and read a step later, it
+    overlaps the step in between instead of holding every rank at a synchronisation point."""
     if not ctx.is_distributed:
-        return list(values)
+        return lambda: list(values)
     tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device(ctx))
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return tensor.tolist()
+    work = dist.all_reduce(tensor, op=dist.ReduceOp.MAX, async_op=True)
+
+    def result() -> list[float]:
+        work.wait()
+        return tensor.tolist()
+
+    return result
 
 
 def mean_across_ranks(ctx: DistributedContext, value: float) -> float:
