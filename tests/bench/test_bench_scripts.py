@@ -94,6 +94,15 @@ def test_step_profile_tiny(tmp_path):
         assert "aten::" in case["operators_rank0"][arm]
 
 
+def test_step_cost_tiny(tmp_path):
+    output = tmp_path / "step_cost.json"
+    run_script("step_cost.py", "--templates", "InceptionBatchNorm", "--steps", "3", "--batch-per-rank", "8",
+               "--steps-per-epoch", "2", "--output", str(output))
+    samples = read(output)["templates"]["InceptionBatchNorm"]["samples_seconds"]
+    assert set(samples) == {"plain load", "plain step", "ours load", "ours step"}
+    assert all(len(values) == 3 and min(values) > 0 for values in samples.values())
+
+
 @pytest.mark.torchrun
 def test_global_batch_tiny(tmp_path):
     output = tmp_path / "global_batch.json"
