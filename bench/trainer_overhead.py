@@ -3,9 +3,9 @@
 Both arms are started the same way (torchrun, gloo on CPU, one thread per process), read the same
 job.json, build the same model from the registry and step the same SGD optimizer on the same
 per-rank batch of the same images, clipping gradients as the job asks (gradient_clip_norm).
-Ours is the real trainer (`python -m deeptrain_trainer`): it loads batches through its data pipeline (a training set this small is decoded into memory
-before the first epoch), reports progress, agrees on a stop flag every few seconds and writes
-checkpoints and metrics at epoch ends. The baseline (bench/plain_loop.py)
+Ours is the real trainer (`python -m deeptrain_trainer`): it loads batches through its data
+pipeline (a training set this small is decoded into memory before the first epoch), reports
+progress, agrees on a stop flag every few seconds and writes checkpoints and metrics at epoch ends. The baseline (bench/plain_loop.py)
 keeps the decoded images in memory and does nothing but forward, backward and step.
 
 Every case runs 7 rounds by default; the table shows each round's ratio ours/plain, and a line per

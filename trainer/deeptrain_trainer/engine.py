@@ -7,11 +7,12 @@ a smaller batch than asked and, with batch norm, can be a single item.
 
 Checkpoints are written at the end of every epoch and when SIGTERM/SIGINT arrives: all ranks agree
 on the signal every few seconds of training and twice per epoch (stop_schedule: within
-CHECK_SECONDS or half an epoch, plus two steps) and stop after the same step. A restarted process resumes from the latest one:
-same epoch, same position in the epoch's item order, same optimizer, RNG state, BatchNorm statistics
-and running loss, so that on CPU the resumed run ends bit-identical to an uninterrupted one. Nothing
-the loop does draws from torch's global generator except the model itself (dropout): the item order
-and the flips are functions of (seed, epoch, index), and every DataLoader has its own generator.
+CHECK_SECONDS or half an epoch, plus two steps) and stop after the same step. A restarted process
+resumes from the latest one: same epoch, same position in the epoch's item order, same optimizer,
+RNG state, BatchNorm statistics and running loss, so that on CPU the resumed run ends bit-identical
+to an uninterrupted one. Nothing the loop does draws from torch's global generator except the
+model itself (dropout): the item order and the flips are functions of (seed, epoch, index), and
+every DataLoader has its own generator.
 
 Each step clips the gradient norm (`gradient_clip_norm`) and skips the update when the norm is not
 finite (the gradients are all-reduced, so every rank decides alike); NON_FINITE_STEPS_LIMIT skipped

@@ -24,7 +24,7 @@ OptimizerKind = Literal["sgd", "adamw"]
 SGD_MOMENTUM = 0.9
 SGD_WEIGHT_DECAY = 1e-4
 ADAMW_WEIGHT_DECAY = 0.01
-CLIP_EPSILON = 1e-6  # torch.nn.utils.clip_grad_norm_'s, so that clipping starts where it would
+CLIP_EPSILON = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
 
 def per_rank_batch_size(batch_size: int, world_size: int) -> int:
@@ -88,8 +88,9 @@ def clip_gradient_norm(parameters: Sequence[nn.Parameter], max_norm: float) -> f
     """
     with_grads = [p for p in parameters if p.grad is not None]
     total = torch.nn.utils.get_total_norm([p.grad for p in with_grads])
-    norm = float(total)
-    # clip_grad_norm_'s coefficient, max_norm / (norm + 1e-6), is clamped at 1.
-    if math.isfinite(norm) and norm + CLIP_EPSILON > max_norm:
+    # clip_grad_norm_'s coefficient, computed as it does and clamped by it at 1 (then a multiply by
+    # exactly 1): both values in one read from the device.
+    norm, coefficient = torch.stack([total, max_norm / (total + CLIP_EPSILON)]).tolist()
+    if math.isfinite(norm) and coefficient < 1.0:
         torch.nn.utils.clip_grads_with_norm_(with_grads, max_norm, total)
     return norm
