@@ -18,7 +18,9 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from benchlib import pin_threads
 
@@ -36,11 +38,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def plain_update(model: Any, trained: Any, hp: Mapping[str, Any]) -> Callable[[Any, Any], None]:
+    """One hand-written training step on `model` (forward through `trained`, its DDP wrapper or itself):
+    cross-entropy, backward, clipping at the job's gradient_clip_norm (0: none) as torch's own
+    function does it, and SGD with the trainer's settings. bench/step_cost.py steps with it too."""
+    import torch
+    import torch.nn.functional as F
+
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    others = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.SGD([{"params": weights, "weight_decay": 1e-4}, {"params": others, "weight_decay": 0.0}],
+                                lr=float(hp["lrate"]), momentum=0.9, nesterov=True)
+    clip_norm = float(hp.get("gradient_clip_norm", 0.0))
+
+    def update(inputs: Any, targets: Any) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(trained(inputs), targets).backward()
+        if clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        optimizer.step()
+
+    return update
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
     from trainer_setup import load_image_tensors
 
@@ -65,28 +89,13 @@ def main(argv: list[str] | None = None) -> int:
                         scale=config.templateScale, hyperparameters=hp)
     # Wrapped as the trainer wraps (engine.Trainer._wrap): no per-step broadcast of BatchNorm buffers.
     trained = DistributedDataParallel(model, forward_sync_buffers=False) if wrap else model
-    weights = [p for p in model.parameters() if p.ndim > 1]
-    others = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD([{"params": weights, "weight_decay": 1e-4}, {"params": others, "weight_decay": 0.0}],
-                                lr=float(hp["lrate"]), momentum=0.9, nesterov=True)
+    update = plain_update(model, trained, hp)
 
     global_batch = int(hp["batch_size"])
     per_rank = global_batch // world
     items = int(hp["num_items_per_epoch"]) or len(images)
     steps = max(1, items // global_batch)
     model.train()
-
-    # The job's gradient_clip_norm is part of the training it asks for, so the loop clips as a
-    # hand-written one would (0: no clipping).
-    clip_norm = float(hp.get("gradient_clip_norm", 0.0))
-
-    def update(inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(trained(inputs), targets)
-        loss.backward()
-        if clip_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        optimizer.step()
 
     timer = None
     if args.profile_dir is not None:

@@ -6,8 +6,8 @@ the plain loop is lost in that spread. Here both arms run in the same process on
 alternating step by step, so that whatever slows the machine slows both alike:
 
 - plain: a batch indexed out of the decoded images (one float tensor, as plain_loop.py keeps
-  them), forward, cross-entropy, backward, torch's clip_grad_norm_ on model.parameters() at the
-  job's gradient_clip_norm, SGD step (the same optimizer settings as plain_loop.py);
+  them) and plain_loop.py's own step (`plain_update`: forward, cross-entropy, backward, torch's
+  clip_grad_norm_ at the job's gradient_clip_norm, SGD);
 - ours:  the next batch from the real Trainer's loader (`Trainer._train_batches`: the decoded
   split, flips, batch normalisation), `Trainer._step`, then the loop's per-step bookkeeping
   (`Trainer._report_step` and the stop schedule), as `Trainer._train_epoch` calls them.
@@ -55,14 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def interleaved_steps(trainer: Any, images: Any, labels: Any, steps: int) -> dict[str, list[float]]:
     """Seconds per phase of each arm's steps, the arms alternating step by step."""
     import torch
-    import torch.nn.functional as F
+    from plain_loop import plain_update
 
-    model, hp = trainer.model, trainer.hp
-    weights = [p for p in model.parameters() if p.ndim > 1]
-    others = [p for p in model.parameters() if p.ndim <= 1]
-    plain_optimizer = torch.optim.SGD([{"params": weights, "weight_decay": 1e-4}, {"params": others, "weight_decay": 0.0}],
-                                      lr=float(hp["lrate"]), momentum=0.9, nesterov=True)
-    clip_norm = float(hp.get("gradient_clip_norm", 0.0))
+    model = trainer.model
+    plain_step = plain_update(model, model, trainer.hp)
     per_rank = trainer.per_rank_batch
     model.train()
 
@@ -73,13 +69,6 @@ def interleaved_steps(trainer: Any, images: Any, labels: Any, steps: int) -> dic
             for start in range(0, len(images) - per_rank + 1, per_rank):
                 index = order[start:start + per_rank]
                 yield images[index], labels[index]
-
-    def plain_step(inputs: Any, targets: Any) -> None:
-        plain_optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(inputs), targets).backward()
-        if clip_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        plain_optimizer.step()
 
     def our_batches():
         epoch = 0
