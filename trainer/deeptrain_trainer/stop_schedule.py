@@ -36,16 +36,17 @@ class StopSchedule:
         self.max_interval = max(1, steps_per_epoch // CHECKS_PER_EPOCH)
         self._next_check: int | None = None  # the global step after which the next check starts
         self._last_check: tuple[float, int] | None = None  # (monotonic time, global step) of the last start
-        self._in_flight: Callable[[], list[float]] | None = None  # the check started after the previous step
+        # The check started after the previous step: (that step, its result when read).
+        self._in_flight: tuple[int, Callable[[], list[float]]] | None = None
 
     def agreed_signal(self, global_step: int, signum: int) -> int:
         """After step `global_step`: the signal any rank had when the check in flight started (0: none)."""
         if not self.ctx.is_distributed:
             return signum
         if self._in_flight is not None:
-            agreed, slowest = self._in_flight()
+            started_at, result = self._in_flight
             self._in_flight = None
-            started_at = self._last_check[1] if self._last_check else global_step
+            agreed, slowest = result()
             self._next_check = started_at + self.interval(slowest)
             if agreed:
                 return int(agreed)
@@ -58,7 +59,7 @@ class StopSchedule:
         seconds_per_step = 0.0
         if self._last_check is not None and global_step > self._last_check[1]:
             seconds_per_step = (now - self._last_check[0]) / (global_step - self._last_check[1])
-        self._in_flight = start_max_of_each_across_ranks(self.ctx, [float(signum), seconds_per_step])
+        self._in_flight = (global_step, start_max_of_each_across_ranks(self.ctx, [float(signum), seconds_per_step]))
         self._last_check = (now, global_step)
 
     def interval(self, seconds_per_step: float) -> int:
