@@ -9,8 +9,8 @@ alternating step by step, so that whatever slows the machine slows both alike:
   them) and plain_loop.py's own step (`plain_update`: forward, cross-entropy, backward, torch's
   clip_grad_norm_ at the job's gradient_clip_norm, SGD);
 - ours:  the next batch from the real Trainer's loader (`Trainer._train_batches`: the decoded
-  split, flips, batch normalisation), `Trainer._step`, then the loop's per-step bookkeeping
-  (`Trainer._report_step` and the stop schedule), as `Trainer._train_epoch` calls them.
+  split, flips, batch normalisation) and `Trainer._train_step`, the step and its bookkeeping
+  (running loss, progress, the stop schedule) exactly as `Trainer._train_epoch` runs them.
 
 The Trainer is the real one, set up from the same job.json as trainer_overhead.py's (world of one;
 its training loop is replaced by this measurement). The figure is the median over steps of the
@@ -73,16 +73,10 @@ def interleaved_steps(trainer: Any, images: Any, labels: Any, steps: int) -> dic
     def our_batches():
         epoch = 0
         while True:
-            trainer.state.epoch = epoch
+            trainer.state.epoch, trainer.state.step_in_epoch = epoch, 0
+            trainer.state.start_epoch()
             yield from trainer._train_batches(epoch, 0)
             epoch += 1
-
-    def our_step(batch: Any, started: float, steps_done: int) -> None:
-        loss, _ = trainer._step(batch)
-        trainer.state.global_step += 1
-        trainer.state.step_in_epoch = steps_done % trainer.steps_per_epoch
-        trainer._report_step(loss, started, steps_done)
-        trainer.stop_schedule.agreed_signal(trainer.state.global_step, trainer.stop.signum)
 
     plain, ours = plain_batches(), our_batches()
     samples: dict[str, list[float]] = {name: [] for name in ("plain load", "plain step", "ours load", "ours step")}
@@ -95,7 +89,7 @@ def interleaved_steps(trainer: Any, images: Any, labels: Any, steps: int) -> dic
         t2 = time.perf_counter()
         batch = next(ours)
         t3 = time.perf_counter()
-        our_step(batch, started, index + 1)
+        trainer._train_step(batch, started, index + 1)
         t4 = time.perf_counter()
         if index >= WARMUP_STEPS:
             for name, seconds in zip(samples, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):

@@ -368,18 +368,8 @@ class Trainer:
         self.ddp_model.train()
         started, steps_done = time.monotonic(), 0
         for batch in self._train_batches(epoch, start_step):
-            loss_value, finite = self._step(batch)
-            self.state.step_in_epoch += 1
-            self.state.global_step += 1
             steps_done += 1
-            if finite:
-                self.state.loss_sum += loss_value
-                self.state.loss_count += 1
-                self.state.non_finite_in_a_row = 0
-            else:
-                self._skip_non_finite_step(loss_value)
-            self._report_step(loss_value, started, steps_done)
-            signum = self.stop_schedule.agreed_signal(self.state.global_step, self.stop.signum)
+            signum = self._train_step(batch, started, steps_done)
             if signum:
                 self._checkpoint()  # ranks' own BatchNorm statistics go in as they are: averaging would change the run
                 raise Interrupted(signum)
@@ -387,6 +377,20 @@ class Trainer:
         self.epoch_items_per_second = steps_done * int(self.hp["batch_size"]) / max(1e-9, time.monotonic() - started)
         average_buffers(self.ctx, self.model)  # evaluation and the checkpoint see the same statistics
         self.epoch_mean_loss = mean_across_ranks(self.ctx, self.state.loss_sum / max(1, self.state.loss_count))
+
+    def _train_step(self, batch: Any, started: float, steps_done: int) -> int:
+        """One step and the loop's bookkeeping after it; the stop signal the ranks agreed on (0: none)."""
+        loss_value, finite = self._step(batch)
+        self.state.step_in_epoch += 1
+        self.state.global_step += 1
+        if finite:
+            self.state.loss_sum += loss_value
+            self.state.loss_count += 1
+            self.state.non_finite_in_a_row = 0
+        else:
+            self._skip_non_finite_step(loss_value)
+        self._report_step(loss_value, started, steps_done)
+        return self.stop_schedule.agreed_signal(self.state.global_step, self.stop.signum)
 
     def _train_batches(self, epoch: int, start_step: int) -> Iterator[Any]:
         self.train_sampler.set_epoch(epoch)
